@@ -1,0 +1,10 @@
+"""crad: a fast scalar-valued autograd engine (micrograd's API, numba kernels)."""
+from .arena import Arena, StaleValueError, current_arena, default_arena
+from .ops import Op
+from .value import Value
+from .vector import Vector, dot, leaves
+
+__version__ = "0.1.0"
+
+__all__ = ["Arena", "Op", "StaleValueError", "Value", "Vector", "current_arena",
+           "default_arena", "dot", "leaves", "__version__"]

@@ -1,0 +1,86 @@
+"""Each primitive's forward value and gradient, against float64 central differences."""
+import math
+
+import numpy as np
+import pytest
+
+from crad import Value
+
+H = 1e-6
+GRID = [-3.0, -1.0, -0.5, -1e-3, 0.0, 1e-3, 0.5, 1.0, 2.5]
+
+UNARY = {
+    "relu": (lambda v: v.relu(), lambda x: max(x, 0.0), lambda x: x != 0.0),
+    "exp": (lambda v: v.exp(), math.exp, lambda x: True),
+    "log": (lambda v: v.log(), lambda x: math.log(x), lambda x: x > 1e-2),
+    "tanh": (lambda v: v.tanh(), math.tanh, lambda x: True),
+}
+for c in (2, 3, -1, 0.5, -1.5, 0):
+    UNARY[f"pow{c}"] = (lambda v, c=c: v ** c, lambda x, c=c: x ** c,
+                        lambda x, c=c: (x > 1e-2) if c != int(c) or c < 0 else True)
+
+
+def central(f, x):
+    return (f(x + H) - f(x - H)) / (2 * H)
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+@pytest.mark.parametrize("x", GRID)
+def test_unary_gradient(arena, backward_path, name, x):
+    build, ref, smooth = UNARY[name]
+    if not smooth(x):
+        pytest.skip("not differentiable or outside the domain here; see test_edges")
+    v = Value(x)
+    y = build(v)
+    y.backward()
+    assert y.data == pytest.approx(ref(x), rel=1e-15, abs=0)
+    assert v.grad == pytest.approx(central(ref, x), rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("x", GRID)
+@pytest.mark.parametrize("y", GRID)
+@pytest.mark.parametrize("op", ["+", "*", "-", "/"])
+def test_binary_gradient(arena, backward_path, op, x, y):
+    if op == "/" and abs(y) < 1e-2:
+        pytest.skip("division by ~0; see test_edges")
+    f = {"+": lambda p, q: p + q, "*": lambda p, q: p * q,
+         "-": lambda p, q: p - q, "/": lambda p, q: p / q}[op]
+    a, b = Value(x), Value(y)
+    out = f(a, b)
+    out.backward()
+    assert out.data == pytest.approx(f(x, y), rel=1e-15)
+    assert a.grad == pytest.approx(central(lambda t: f(t, y), x), rel=1e-6, abs=1e-8)
+    assert b.grad == pytest.approx(central(lambda t: f(x, t), y), rel=1e-6, abs=1e-8)
+
+
+def test_edges(arena):
+    """IEEE and numpy semantics, and no exception from inside a kernel."""
+    assert Value(0.0).log().data == -math.inf
+    assert math.isnan(Value(-1.0).log().data)
+    assert math.isnan((Value(-8.0) ** (1 / 3)).data)
+    assert (Value(0.0) ** -1).data == math.inf
+    assert Value(1000.0).exp().data == math.inf
+    assert math.isnan(Value(math.nan).relu().data)
+    assert (Value(1.0) / 0).data == math.inf
+    z = Value(0.0)
+    r = z.relu()
+    r.backward()
+    assert r.data == 0.0 and z.grad == 0.0  # relu'(0) = 0
+    w = Value(0.0)
+    lg = w.log()
+    lg.backward()
+    assert w.grad == math.inf  # d log(x) / dx = 1 / x at 0
+    n = Value(-1.0)
+    s = n ** 0.5
+    s.backward()
+    assert math.isnan(s.data) and math.isnan(n.grad)
+
+
+def test_ops_match_numpy_on_grid(arena):
+    xs = np.array(GRID)
+    for x in xs:
+        with np.errstate(all="ignore"):
+            assert Value(x).exp().data == np.exp(x)
+            assert Value(x).tanh().data == np.tanh(x)
+            got, want = Value(x).log().data, np.log(x)
+            assert got == want or (math.isnan(got) and math.isnan(want))
