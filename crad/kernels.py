@@ -20,7 +20,12 @@ Invariants every kernel keeps (the tests check them):
   sits above its operands, else -1. When LOW[root] >= 0, descending slot order
   is a reverse topological order of root's graph: backward is one sweep.
 - A kernel that emits nodes is called only after the facade has made room
-  (``room(...)``), except the single-node emitters, which return -1 instead.
+  (``Arena.reserve``), except ``emit`` and ``emit_const``, which return -1.
+
+Performance rule: a helper that takes arrays costs an atomic incref/decref
+of each array per call (numba's NRT), so per-node helpers take scalars only
+(``ops.forward``, ``ops.backward``) and array helpers run once per kernel
+call, over a batch of slots listed in the STACK row.
 """
 import numpy as np
 
@@ -34,83 +39,74 @@ M_TOP, M_FREE_HEAD, M_NFREE, M_LIVE, M_PEAK, M_EPOCH, M_MADE, M_FREED = range(8)
 N_META = 8
 
 
-@njit(inline="always")
-def room(I, M):
-    """Slots available without growing."""
-    return M[M_NFREE] + I.shape[1] - M[M_TOP]
+@njit
+def _take_many(F, I, M, k):
+    """Make k vacant slots live (no reference yet, zero grad) and list them in
+    I[STACK, :k], in the order they must be wired. Needs room for k.
+
+    Free-list slots come first. The counters live in locals for the loop:
+    M may alias nothing, but LLVM cannot know that.
+    """
+    head, nfree, top = M[M_FREE_HEAD], M[M_NFREE], M[M_TOP]
+    for t in range(k):
+        if nfree > 0:
+            i = head
+            head = I[LHS, i]
+            nfree -= 1
+        else:
+            i = top
+            top += 1
+        I[STACK, t] = i
+        I[GEN, i] += 1  # even -> odd: live
+        I[REFS, i] = 0
+        F[GRAD, i] = 0.0
+    M[M_FREE_HEAD], M[M_NFREE], M[M_TOP] = head, nfree, top
+    M[M_LIVE] += k
+    M[M_MADE] += k
+    M[M_PEAK] = max(M[M_PEAK], M[M_LIVE])
 
 
 @njit(inline="always")
-def _take(F, I, M):
-    """A vacant slot made live with no reference and zero grad. Needs room."""
-    if M[M_NFREE] > 0:
-        i = M[M_FREE_HEAD]
-        M[M_FREE_HEAD] = I[LHS, i]
-        M[M_NFREE] -= 1
-    else:
-        i = M[M_TOP]
-        M[M_TOP] += 1
-    I[GEN, i] += 1  # even -> odd: live
-    I[REFS, i] = 0
-    F[GRAD, i] = 0.0
-    M[M_LIVE] += 1
-    M[M_MADE] += 1
-    if M[M_LIVE] > M[M_PEAK]:
-        M[M_PEAK] = M[M_LIVE]
-    return i
-
-
-@njit(inline="always")
-def _free(I, M, i):
-    I[GEN, i] += 1  # odd -> even: vacant; every handle to it is now stale
-    I[LHS, i] = M[M_FREE_HEAD]
-    M[M_FREE_HEAD] = i
-    M[M_NFREE] += 1
-    M[M_LIVE] -= 1
-    M[M_FREED] += 1
-
-
-@njit(inline="always")
-def _low(I, i, j, lo):
-    """Fold operand j of node i into i's LOW (see the module invariants)."""
+def _fold_low(lo, i, j, low_j):
+    """Fold operand j (whose LOW is low_j) into node i's LOW so far."""
     if lo < 0 or j < 0:
         return lo
-    lj = I[LOW, j]
-    if lj < 0 or j >= i:
+    if low_j < 0 or j >= i:
         return -1
-    return min(lo, lj)
+    return min(lo, low_j)
 
 
-@njit(inline="always")
-def _node(F, I, M, op, l, r, c):
-    """Emit one node with no owner yet; retains its operands. Needs room."""
-    i = _take(F, I, M)
-    I[OP, i] = op
-    I[LHS, i] = l
-    I[RHS, i] = r
-    F[ARG, i] = c
-    x = 0.0
-    y = 0.0
-    if l >= 0:
-        I[REFS, l] += 1
-        x = F[DATA, l]
-    if r >= 0:
-        I[REFS, r] += 1
-        y = F[DATA, r]
-    F[DATA, i] = forward(op, x, y, c) if op != LEAF else c
-    I[LOW, i] = _low(I, i, r, _low(I, i, l, i))
-    return i
+@njit
+def _finish(F, I, k):
+    """Complete the k nodes listed in I[STACK, :k], whose OP, LHS, RHS and ARG
+    are wired (a LEAF's value in ARG): retain operands, compute each value
+    (in list order, so operands made in the same batch come first) and LOW."""
+    for t in range(k):
+        i = I[STACK, t]
+        op, l, r, c = I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i]
+        x = F[DATA, l] if l >= 0 else 0.0
+        y = F[DATA, r] if r >= 0 else 0.0
+        if l >= 0:
+            I[REFS, l] += 1
+        if r >= 0:
+            I[REFS, r] += 1
+        F[DATA, i] = forward(op, x, y, c) if op != LEAF else c
+        I[LOW, i] = _fold_low(_fold_low(i, i, l, I[LOW, l] if l >= 0 else 0), i, r,
+                              I[LOW, r] if r >= 0 else 0)
 
 
 @njit
 def emit(F, I, M, op, l, r, c):
-    """One node owned by the caller: op(l, r) or a LEAF of value c.
+    """One node owned by the caller: op(l, r), or a LEAF of value c.
 
     Returns its slot, or -1 when the arena is full (nothing was changed).
     """
-    if room(I, M) < 1:
+    if M[M_NFREE] + I.shape[1] - M[M_TOP] < 1:
         return -1
-    i = _node(F, I, M, op, l, r, c)
+    _take_many(F, I, M, 1)
+    i = I[STACK, 0]
+    I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i] = op, l, r, c
+    _finish(F, I, 1)
     I[REFS, i] = 1
     return i
 
@@ -121,10 +117,13 @@ def emit_const(F, I, M, op, l, c):
 
     Returns the op node's slot, owned by the caller, or -1 when full.
     """
-    if room(I, M) < 2:
+    if M[M_NFREE] + I.shape[1] - M[M_TOP] < 2:
         return -1
-    k = _node(F, I, M, LEAF, -1, -1, c)
-    i = _node(F, I, M, op, l, k, 0.0)
+    _take_many(F, I, M, 2)
+    k, i = I[STACK, 0], I[STACK, 1]
+    I[OP, k], I[LHS, k], I[RHS, k], F[ARG, k] = LEAF, -1, -1, c
+    I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i] = op, l, k, 0.0
+    _finish(F, I, 2)
     I[REFS, i] = 1
     return i
 
@@ -135,10 +134,15 @@ def emit_leaves(F, I, M, x, out):
 
     Each leaf is owned by the caller. Needs room for n nodes.
     """
-    for k in range(x.shape[0]):
-        i = _node(F, I, M, LEAF, -1, -1, x[k])
-        I[REFS, i] = 1
-        out[k] = i
+    n = x.shape[0]
+    _take_many(F, I, M, n)
+    for t in range(n):
+        i = I[STACK, t]
+        I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i] = LEAF, -1, -1, x[t]
+        out[t] = i
+    _finish(F, I, n)
+    for t in range(n):
+        I[REFS, out[t]] = 1
 
 
 @njit
@@ -148,10 +152,19 @@ def emit_dot(F, I, M, u, v):
     u, v: int32, (n,), n >= 1, live slots. Returns the root, owned by the
     caller. Needs room for 2n - 1 nodes.
     """
-    s = _node(F, I, M, MUL, u[0], v[0], 0.0)
-    for k in range(1, u.shape[0]):
-        m = _node(F, I, M, MUL, u[k], v[k], 0.0)
-        s = _node(F, I, M, ADD, s, m, 0.0)
+    n = u.shape[0]
+    _take_many(F, I, M, 2 * n - 1)
+    s = -1
+    for k in range(n):  # list order: m0, m1, s1, m2, s2, ...
+        m = I[STACK, max(2 * k - 1, 0)]
+        I[OP, m], I[LHS, m], I[RHS, m] = MUL, u[k], v[k]
+        if k > 0:
+            a = I[STACK, 2 * k]
+            I[OP, a], I[LHS, a], I[RHS, a] = ADD, s, m
+            s = a
+        else:
+            s = m
+    _finish(F, I, 2 * n - 1)
     I[REFS, s] += 1
     return s
 
@@ -163,35 +176,36 @@ def emit_sum(F, I, M, u):
     u: int32, (n,), n >= 2, live slots. Returns the root, owned by the
     caller. Needs room for n - 1 nodes.
     """
-    s = _node(F, I, M, ADD, u[0], u[1], 0.0)
-    for k in range(2, u.shape[0]):
-        s = _node(F, I, M, ADD, s, u[k], 0.0)
+    n = u.shape[0]
+    _take_many(F, I, M, n - 1)
+    s = u[0]
+    for k in range(1, n):
+        a = I[STACK, k - 1]
+        I[OP, a], I[LHS, a], I[RHS, a] = ADD, s, u[k]
+        s = a
+    _finish(F, I, n - 1)
     I[REFS, s] += 1
     return s
 
 
-@njit(inline="always")
-def _release(F, I, M, root):
-    """Drop one reference to root; free whatever that leaves unowned.
+@njit
+def _cascade(F, I, M, sp, hi, lo):
+    """Free the nodes listed in I[STACK, :sp] (their counts are zero) and,
+    iteratively, every operand whose count that brings to zero.
 
-    Iterative: STACK holds nodes whose count reached zero, AUX collects them.
-    A dense ordered graph is then freed in descending slot order, so the LIFO
-    free list returns its slots in ascending order and the next graph built
-    from them is ordered again (backward by a sweep).
+    hi, lo: the highest listed slot and the lowest LOW among them (-1 if any
+    is unordered). A dense ordered graph is freed in descending slot order,
+    so the LIFO free list gives its slots back in ascending order and the
+    next graph built from them is ordered again (backward by a sweep).
+    Returns the number freed.
     """
-    I[REFS, root] -= 1
-    if I[REFS, root] > 0:
-        return 0
-    I[STACK, 0] = root
-    sp = 1
     n = 0
-    while sp > 0:
+    while sp > 0:  # AUX collects what STACK pops
         sp -= 1
         i = I[STACK, sp]
         I[AUX, n] = i
         n += 1
-        l = I[LHS, i]
-        r = I[RHS, i]
+        l, r = I[LHS, i], I[RHS, i]
         if l >= 0:
             I[REFS, l] -= 1
             if I[REFS, l] == 0:
@@ -202,30 +216,48 @@ def _release(F, I, M, root):
             if I[REFS, r] == 0:
                 I[STACK, sp] = r
                 sp += 1
-    lo = I[LOW, root]
-    if lo >= 0 and root - lo <= 4 * n:
-        for i in range(root, lo - 1, -1):
+    if lo >= 0 and hi - lo <= 4 * n:
+        k = 0
+        for i in range(hi, lo - 1, -1):
             if I[REFS, i] == 0 and I[GEN, i] & 1:
-                _free(I, M, i)
-    else:
-        for k in range(n):
-            _free(I, M, I[AUX, k])
+                I[AUX, k] = i
+                k += 1
+    head = M[M_FREE_HEAD]
+    for k in range(n):
+        i = I[AUX, k]
+        I[GEN, i] += 1  # odd -> even: vacant; every handle to it is now stale
+        I[LHS, i] = head
+        head = i
+    M[M_FREE_HEAD] = head
+    M[M_NFREE] += n
+    M[M_LIVE] -= n
+    M[M_FREED] += n
     return n
 
 
 @njit
 def release(F, I, M, root):
     """Drop one reference to the live slot root. Returns how many were freed."""
-    return _release(F, I, M, root)
+    I[REFS, root] -= 1
+    if I[REFS, root] > 0:
+        return 0
+    I[STACK, 0] = root
+    return _cascade(F, I, M, 1, root, I[LOW, root])
 
 
 @njit
 def release_many(F, I, M, ids):
-    """Drop one reference to each slot of ids (int32, (n,)), last first."""
-    n = 0
-    for k in range(ids.shape[0] - 1, -1, -1):
-        n += _release(F, I, M, ids[k])
-    return n
+    """Drop one reference to each slot of ids (int32, (n,)). Returns how many were freed."""
+    sp, hi, lo = 0, -1, I.shape[1]
+    for k in range(ids.shape[0]):
+        i = ids[k]
+        I[REFS, i] -= 1
+        if I[REFS, i] == 0:
+            I[STACK, sp] = i
+            sp += 1
+            hi = max(hi, i)
+            lo = min(lo, I[LOW, i]) if lo >= 0 and I[LOW, i] >= 0 else -1
+    return _cascade(F, I, M, sp, hi, lo) if sp else 0
 
 
 @njit
@@ -233,22 +265,6 @@ def retain_many(I, ids):
     """Add one reference to each slot of ids (int32, (n,))."""
     for k in range(ids.shape[0]):
         I[REFS, ids[k]] += 1
-
-
-@njit(inline="always")
-def _apply(F, I, i):
-    """Chain rule at node i: add its gradient's share into its operands."""
-    op = I[OP, i]
-    if op == LEAF:
-        return
-    l = I[LHS, i]
-    r = I[RHS, i]
-    x = F[DATA, l]
-    y = F[DATA, r] if r >= 0 else 0.0
-    gx, gy = rule(op, x, y, F[ARG, i], F[DATA, i], F[GRAD, i])
-    F[GRAD, l] += gx
-    if r >= 0:
-        F[GRAD, r] += gy
 
 
 @njit
@@ -262,35 +278,29 @@ def _next_epoch(I, M):
 
 
 @njit
-def backward(F, I, M, root, sweep):
-    """Seed grad[root] = 1 and accumulate (+=) into everything root depends on.
+def _order(I, M, root, sweep):
+    """List root's graph in I[STACK, :n], users before operands; return n.
 
-    With sweep and LOW[root] >= 0: one pass down the slots from root, applying
-    the rule at each node marked with this epoch. Otherwise Kahn's algorithm:
-    count each reachable node's users (AUX), then process a node once all its
-    users have been processed. Both are iterative; neither sorts.
-    Returns the number of nodes visited.
+    With sweep and LOW[root] >= 0, descending slot order is such an order:
+    one pass marks what root reaches. Otherwise Kahn's algorithm: count each
+    node's users in AUX (pass 1, a DFS on STACK), then queue a node once all
+    its users are queued (pass 2, the queue is the list itself).
     """
     e = _next_epoch(I, M)
-    F[GRAD, root] = 1.0
+    I[MARK, root] = e
     lo = I[LOW, root]
     n = 0
     if sweep and lo >= 0:
-        I[MARK, root] = e
         for i in range(root, lo - 1, -1):
-            if I[MARK, i] != e:
-                continue
-            n += 1
-            _apply(F, I, i)
-            l = I[LHS, i]
-            r = I[RHS, i]
-            if l >= 0:
-                I[MARK, l] = e
-            if r >= 0:
-                I[MARK, r] = e
+            if I[MARK, i] == e:
+                I[STACK, n] = i
+                n += 1
+                l, r = I[LHS, i], I[RHS, i]
+                if l >= 0:
+                    I[MARK, l] = e
+                if r >= 0:
+                    I[MARK, r] = e
         return n
-    # Kahn: pass 1 marks the graph and counts users per node.
-    I[MARK, root] = e
     I[AUX, root] = 0
     I[STACK, 0] = root
     sp = 1
@@ -298,27 +308,43 @@ def backward(F, I, M, root, sweep):
         sp -= 1
         i = I[STACK, sp]
         for j in (I[LHS, i], I[RHS, i]):
-            if j < 0:
-                continue
-            if I[MARK, j] != e:
-                I[MARK, j] = e
-                I[AUX, j] = 0
-                I[STACK, sp] = j
-                sp += 1
-            I[AUX, j] += 1
-    # Pass 2: a node's gradient is complete once all its users are done.
+            if j >= 0:
+                if I[MARK, j] != e:
+                    I[MARK, j] = e
+                    I[AUX, j] = 0
+                    I[STACK, sp] = j
+                    sp += 1
+                I[AUX, j] += 1
     I[STACK, 0] = root
-    sp = 1
-    while sp > 0:
-        sp -= 1
-        i = I[STACK, sp]
-        n += 1
-        _apply(F, I, i)
+    n = 1
+    q = 0
+    while q < n:
+        i = I[STACK, q]
+        q += 1
         for j in (I[LHS, i], I[RHS, i]):
-            if j < 0:
-                continue
-            I[AUX, j] -= 1
-            if I[AUX, j] == 0:
-                I[STACK, sp] = j
-                sp += 1
+            if j >= 0:
+                I[AUX, j] -= 1
+                if I[AUX, j] == 0:
+                    I[STACK, n] = j
+                    n += 1
+    return n
+
+
+@njit
+def backward(F, I, M, root, sweep):
+    """Seed grad[root] = 1 and accumulate (+=) the chain rule into everything
+    root depends on, in an order from ``_order``. Returns the nodes visited."""
+    n = _order(I, M, root, sweep)
+    F[GRAD, root] = 1.0
+    for t in range(n):
+        i = I[STACK, t]
+        op = I[OP, i]
+        if op == LEAF:
+            continue
+        l, r = I[LHS, i], I[RHS, i]
+        y = F[DATA, r] if r >= 0 else 0.0
+        gx, gy = rule(op, F[DATA, l], y, F[ARG, i], F[DATA, i], F[GRAD, i])
+        F[GRAD, l] += gx
+        if r >= 0:
+            F[GRAD, r] += gy
     return n

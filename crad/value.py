@@ -78,11 +78,11 @@ class Value:
             raise StaleValueError(f"the node of this Value (slot {self._i}) was freed")
         return a, self._i
 
-    def __del__(self):
+    def __del__(self, _release=K.release):  # bound early: module globals may be gone at exit
         a = self._arena
         if a is not None and a._gen[self._i] == self._g:
             self._arena = None
-            K.release(a.F, a.I, a.M, self._i)
+            _release(a.F, a.I, a.M, self._i)
 
     def release(self):
         """Give up this handle's reference now; the handle becomes stale.

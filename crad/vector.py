@@ -48,11 +48,11 @@ class Vector:
             raise StaleValueError("this Vector was released")
         return self._arena, self._ids
 
-    def __del__(self):
+    def __del__(self, _release_many=K.release_many):  # bound early: globals may be gone at exit
         a = self._arena
         if a is not None:
             self._arena = None
-            K.release_many(a.F, a.I, a.M, self._ids.reshape(-1))
+            _release_many(a.F, a.I, a.M, self._ids.reshape(-1))
 
     def release(self):
         """Give up this vector's references now; the vector becomes stale."""

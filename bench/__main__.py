@@ -1,0 +1,82 @@
+"""python -m bench [--quick] [--only W0,W1,...] [--json PATH]
+
+Runs DESIGN's workloads for crad and every installed peer (micrograd 0.1.0,
+PyTorch scalar and tensor mode), prints markdown tables of medians with
+ratios measured in the same run, and writes the rows as JSON.
+"""
+import argparse
+import json
+import sys
+import time
+
+from . import common
+
+
+def ratio_rows(rows, key, peers=("micrograd", "torch scalar", "torch tensor"), higher_is_better=True):
+    """Add 'x <peer>' columns: crad's figure over each peer's, same workload and size."""
+    by = {}
+    for r in rows:
+        by.setdefault((r["workload"], r.get("N") or r.get("batch")), {})[r["engine"]] = r
+    fallback = {}
+    for (wl, _), engs in sorted(by.items(), key=lambda t: (t[0][0], t[0][1] or 0)):
+        for p in peers:
+            if p in engs and engs[p].get(key):
+                fallback[(wl, p)] = engs[p]
+    for (wl, size), engs in by.items():
+        for name, r in engs.items():
+            if not name.startswith("crad") or not r.get(key):
+                continue
+            for p in peers:
+                ref = engs.get(p) or fallback.get((wl, p))
+                if ref and ref.get(key):
+                    x = r[key] / ref[key] if higher_is_better else ref[key] / r[key]
+                    note = "" if ref is engs.get(p) else f" (peer at {ref.get('N') or ref.get('batch'):,})"
+                    r[f"x {p}"] = f"{x:,.1f}x{note}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--quick", action="store_true", help="small sizes; finishes within 2 minutes")
+    ap.add_argument("--only", default="W0,W1,W2,W3,W4", help="comma-separated workloads (default: all)")
+    ap.add_argument("--json", default="bench/results.json", help="where to write the rows as JSON")
+    ap.add_argument("--repeats", type=int, default=5, help="runs per crad figure (median)")
+    args = ap.parse_args(argv)
+    only = set(args.only.upper().split(","))
+    mach = common.machine()
+    print("## Machine\n")
+    print("\n".join(f"- {k}: {v}" for k, v in mach.items()))
+    out = dict(machine=mach, quick=args.quick, rows=[])
+    t0 = time.perf_counter()
+
+    def section(title, rows, columns, key=None, higher_is_better=True):
+        if key:
+            ratio_rows(rows, key, higher_is_better=higher_is_better)
+            columns = columns + sorted({c for r in rows for c in r if c.startswith("x ")})
+        print(f"\n## {title}\n")
+        print(common.table(rows, columns))
+        sys.stdout.flush()
+        out["rows"].extend(rows)
+
+    if "W0" in only:
+        from . import engine
+        sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
+        rows = engine.w0(sizes, args.repeats, peer_max=10**4 if args.quick else 10**6)
+        section("W0: y = sum a_i * b_i, build + backward + free (ns per node)", rows,
+                ["engine", "N", "nodes", "warmup_s", "build_ns", "backward_ns", "free_ns", "total_s",
+                 "nodes_per_s"], key="nodes_per_s")
+        mem = engine.w0_memory(10**5 if args.quick else 10**6)
+        section("W0 memory: RSS growth per live node", mem,
+                ["engine", "N", "nodes", "bytes_per_node", "arena_bytes_per_slot"])
+    if "W1" in only:
+        from . import engine
+        depths = [10**4, 10**5] if args.quick else [10**5, 10**6]
+        section("W1: deep chain y = relu(y * 1.0001 + 0.001)", engine.w1(depths),
+                ["engine", "depth", "nodes", "status", "total_s"])
+    print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1, default=str)
+    print(f"rows written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
