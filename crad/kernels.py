@@ -30,7 +30,7 @@ call, over a batch of slots listed in the STACK row.
 import numpy as np
 
 from ._config import njit
-from .ops import ADD, LEAF, MUL, backward as rule, forward
+from .ops import ADD, LEAF, MUL, RELU, backward as rule, forward
 
 DATA, GRAD, ARG = 0, 1, 2
 OP, LHS, RHS, REFS, GEN, MARK, LOW, STACK, AUX = range(9)
@@ -348,3 +348,112 @@ def backward(F, I, M, root, sweep):
         if r >= 0:
             F[GRAD, r] += gy
     return n
+
+
+@njit
+def emit_map(F, I, M, op, a, b, c, out):
+    """Elementwise nodes, one per k, owned by the caller via out (int32, (n,)).
+
+    a: int32 (n,) first operands. b: int32 (n,) second operands, or empty.
+    c: float64 (n,) constants, or empty. With b: op(a[k], b[k]). With c and
+    a binary op: op(a[k], leaf(c[k])), micrograd's constant (a leaf first).
+    With c and a unary op: op(a[k]) with ARG c[k] (POW's exponent).
+    Needs room for n nodes (2n with constant leaves).
+    """
+    n = a.shape[0]
+    leaf = c.shape[0] > 0 and (op == ADD or op == MUL)
+    _take_many(F, I, M, 2 * n if leaf else n)
+    for k in range(n):
+        if leaf:
+            z, i = I[STACK, 2 * k], I[STACK, 2 * k + 1]
+            I[OP, z], I[LHS, z], I[RHS, z], F[ARG, z] = LEAF, -1, -1, c[k]
+            I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i] = op, a[k], z, 0.0
+        else:
+            i = I[STACK, k]
+            I[OP, i], I[LHS, i] = op, a[k]
+            I[RHS, i] = b[k] if b.shape[0] > 0 else -1
+            F[ARG, i] = c[k] if c.shape[0] > 0 else 0.0
+        out[k] = i
+    _finish(F, I, 2 * n if leaf else n)
+    for k in range(n):
+        I[REFS, out[k]] = 1
+
+
+@njit
+def emit_rowsum(F, I, M, u, out):
+    """Row sums of u (int32, (R, C), C >= 2) as chains of ADDs, roots into
+    out (int32, (R,)), owned by the caller. Needs room for R * (C - 1)."""
+    R, C = u.shape
+    _take_many(F, I, M, R * (C - 1))
+    t = 0
+    for row in range(R):
+        s = u[row, 0]
+        for k in range(1, C):
+            a = I[STACK, t]
+            t += 1
+            I[OP, a], I[LHS, a], I[RHS, a] = ADD, s, u[row, k]
+            s = a
+        out[row] = s
+    _finish(F, I, R * (C - 1))
+    for row in range(R):
+        I[REFS, out[row]] += 1
+
+
+@njit
+def emit_layer(F, I, M, W, b, X, relu, out):
+    """A dense layer over a batch, micrograd's Neuron graph per (sample, neuron):
+    b[j] + W[j,0]*X[s,0] + W[j,1]*X[s,1] + ... then RELU if relu.
+
+    W: int32 (nout, nin), b: int32 (nout,), X: int32 (B, nin), all live.
+    out: int32 (B, nout), owned by the caller. Needs room for
+    B * nout * (2 * nin + relu) nodes.
+    """
+    B, nin = X.shape
+    nout = W.shape[0]
+    k = B * nout * (2 * nin + (1 if relu else 0))
+    _take_many(F, I, M, k)
+    t = 0
+    for s in range(B):
+        for j in range(nout):
+            acc = b[j]
+            for q in range(nin):
+                m, a = I[STACK, t], I[STACK, t + 1]
+                t += 2
+                I[OP, m], I[LHS, m], I[RHS, m] = MUL, W[j, q], X[s, q]
+                I[OP, a], I[LHS, a], I[RHS, a] = ADD, acc, m
+                acc = a
+            if relu:
+                z = I[STACK, t]
+                t += 1
+                I[OP, z], I[LHS, z], I[RHS, z] = RELU, acc, -1
+                acc = z
+            out[s, j] = acc
+    _finish(F, I, k)
+    for s in range(B):
+        for j in range(nout):
+            I[REFS, out[s, j]] += 1
+
+
+@njit
+def sgd_step(F, ids, lr, momentum, velocity):
+    """p -= lr * v, v = momentum * v + grad, for ids (int32, (n,)) and
+    velocity (float64, (n,)), updated in place (plain SGD when momentum = 0)."""
+    for k in range(ids.shape[0]):
+        i = ids[k]
+        v = momentum * velocity[k] + F[GRAD, i]
+        velocity[k] = v
+        F[DATA, i] -= lr * v
+
+
+@njit
+def adam_step(F, ids, lr, b1, b2, eps, t, m, v):
+    """Adam (Kingma & Ba) for ids (int32, (n,)); m, v (float64, (n,)) in
+    place; t is the step number, from 1."""
+    c1 = 1.0 - b1 ** t
+    c2 = 1.0 - b2 ** t
+    for k in range(ids.shape[0]):
+        i = ids[k]
+        g = F[GRAD, i]
+        m[k] = b1 * m[k] + (1.0 - b1) * g
+        v[k] = b2 * v[k] + (1.0 - b2) * g * g
+        F[DATA, i] -= lr * (m[k] / c1) / (np.sqrt(v[k] / c2) + eps)

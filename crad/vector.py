@@ -1,9 +1,15 @@
 """Vector: many nodes behind one handle, microcrad's Vector of node ids."""
+import numbers
+
 import numpy as np
 
 from . import kernels as K
 from .arena import StaleValueError, current_arena
-from .value import Value, wrap
+from .ops import ADD, EXP, LOG, MUL, POW, RELU, TANH
+from .value import Value, as_float, wrap
+
+_NO_IDS = np.empty(0, np.int32)
+_NO_CONSTS = np.empty(0, np.float64)
 
 
 class Vector:
@@ -137,14 +143,120 @@ class Vector:
     def grad(self, x):
         self._set(K.GRAD, x, "grad")
 
-    def sum(self):
-        """The scalar graph of the sum of all elements (a chain of adds)."""
+    # -- elementwise graph building: one kernel call, one node per element --
+    def _map(self, op, other=None, exponent=None):
+        a, x = self._slots()
+        y, c = _NO_IDS, _NO_CONSTS
+        if isinstance(other, Vector):
+            b, y = other._slots()
+            if b is not a:
+                raise ValueError("operands belong to different arenas")
+        elif isinstance(other, Value):
+            b, j = other._slot()
+            if b is not a:
+                raise ValueError("operands belong to different arenas")
+            y = np.int32(j)
+        elif other is not None:
+            c = np.asarray(other)
+            if c.dtype.kind not in "biuf":
+                return NotImplemented
+            c = c.astype(np.float64)
+        if exponent is not None:
+            c = np.float64(exponent)
+        try:
+            parts = np.broadcast_arrays(x, y) if y.size else np.broadcast_arrays(x, c) if c.size else [x]
+        except ValueError:
+            other_shape = np.shape(y if y.size else c)
+            raise ValueError(f"shapes {x.shape} and {other_shape} do not broadcast") from None
+        shape = parts[0].shape
+        flat = [np.ascontiguousarray(p).reshape(-1) for p in parts]
+        x = flat[0].astype(np.int32, copy=False)
+        if y.size:
+            y = flat[1].astype(np.int32, copy=False)
+        elif c.size:
+            c = flat[1]
+        n = x.size
+        a.reserve(2 * n if c.size and op in (ADD, MUL) else n)
+        out = np.empty(n, np.int32)
+        K.emit_map(a.F, a.I, a.M, op, x, y, c, out)
+        return Vector._adopt(a, out.reshape(shape))
+
+    def __add__(self, other):
+        return self._map(ADD, other)
+
+    def __mul__(self, other):
+        return self._map(MUL, other)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, (Value, Vector)):
+            raise TypeError("only constant (int or float) exponents are supported")
+        return self._map(POW, exponent=as_float(exponent, "exponent"))
+
+    def relu(self):
+        return self._map(RELU)
+
+    def exp(self):
+        return self._map(EXP)
+
+    def log(self):
+        return self._map(LOG)
+
+    def tanh(self):
+        return self._map(TANH)
+
+    # Built from the primitives exactly as micrograd builds the scalar forms.
+    def __neg__(self):
+        return self * -1.0
+
+    def __radd__(self, other):
+        return self + other
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __sub__(self, other):
+        if isinstance(other, (Vector, Value)):
+            return self + (-other)
+        neg = _negated(other)
+        return NotImplemented if neg is None else self + neg
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    def __truediv__(self, other):
+        if isinstance(other, (Vector, Value)):
+            return self * other ** -1
+        inv = _inverse(other)
+        return NotImplemented if inv is None else self * inv
+
+    def __rtruediv__(self, other):
+        return self ** -1 * other
+
+    def sum(self, axis=None):
+        """Sum as chains of adds: a Value (axis=None) or a Vector without that axis."""
         a, ids = self._slots()
-        flat = ids.reshape(-1)
-        if flat.size == 1:
-            return self[(0,) * ids.ndim]
-        a.reserve(flat.size)
-        return wrap(a, K.emit_sum(a.F, a.I, a.M, flat))
+        if axis is None:
+            flat = ids.reshape(-1)
+            if flat.size == 1:
+                return self[(0,) * ids.ndim]
+            a.reserve(flat.size)
+            return wrap(a, K.emit_sum(a.F, a.I, a.M, flat))
+        if not isinstance(axis, (int, np.integer)) or not -ids.ndim <= axis < ids.ndim:
+            raise ValueError(f"axis must be None or an int in [-{ids.ndim}, {ids.ndim}), got {axis!r}")
+        moved = np.moveaxis(ids, axis, -1)
+        rows = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+        if rows.shape[1] == 1:
+            K.retain_many(a.I, rows.reshape(-1))
+            return Vector._adopt(a, rows.reshape(moved.shape[:-1]))
+        a.reserve(rows.size)
+        out = np.empty(rows.shape[0], np.int32)
+        K.emit_rowsum(a.F, a.I, a.M, rows, out)
+        return Vector._adopt(a, out.reshape(moved.shape[:-1]))
+
+    def mean(self, axis=None):
+        """sum(axis) times 1/n, as micrograd would write it."""
+        n = self.size if axis is None else self.shape[axis]
+        return self.sum(axis) * (1.0 / n)
 
     def __repr__(self):
         if self._arena is None:
@@ -185,3 +297,19 @@ def dot(u, v):
         raise ValueError(f"dot() needs Vectors of the same size, got {x.size} and {y.size}")
     a.reserve(2 * x.size - 1)
     return wrap(a, K.emit_dot(a.F, a.I, a.M, x.reshape(-1), y.reshape(-1)))
+
+
+def _negated(c):
+    if isinstance(c, numbers.Real):
+        return -float(c)
+    c = np.asarray(c)
+    return -c.astype(np.float64) if c.dtype.kind in "biuf" else None
+
+
+def _inverse(c):
+    """1 / c for constants, IEEE (1 / 0 = inf), as numpy divides."""
+    c = np.asarray(c)
+    if c.dtype.kind not in "biuf":
+        return None
+    with np.errstate(divide="ignore"):
+        return np.float64(1.0) / c.astype(np.float64)

@@ -1,0 +1,70 @@
+"""Losses over a batch, built from the primitives as scalar graphs.
+
+Each is a handful of Vector operations: one kernel call per operation for
+the whole batch, one node per scalar op, no Python loop over samples.
+"""
+import numpy as np
+
+from .value import Value
+from .vector import Vector
+
+
+def _vector(pred, what):
+    if isinstance(pred, Value):
+        from .vector import Vector as V
+        return V([pred])
+    if not isinstance(pred, Vector):
+        raise TypeError(f"{what} must be a Vector (a model's batched output), not {type(pred).__name__}")
+    return pred
+
+
+def mse(pred, target):
+    """Mean squared error: mean((pred - target) ** 2), target a numpy array
+    broadcastable to pred's shape."""
+    pred = _vector(pred, "pred")
+    target = np.asarray(target, dtype=np.float64)
+    return ((pred - target) ** 2).mean()
+
+
+def cross_entropy(logits, labels):
+    """Softmax cross-entropy, averaged over the batch.
+
+    logits: Vector (B, C); labels: ints in [0, C), shape (B,). Stable: the
+    row max is subtracted as a constant, so exp never overflows; the graph is
+    z = logits - max, loss_b = log(sum_c exp(z_bc)) - z_b,label.
+    """
+    logits = _vector(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (batch, classes), got {logits.shape}")
+    B, C = logits.shape
+    labels = np.asarray(labels)
+    if labels.shape != (B,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be {B} ints, got shape {labels.shape} dtype {labels.dtype}")
+    if ((labels < 0) | (labels >= C)).any():
+        raise ValueError(f"labels must lie in [0, {C})")
+    z = logits - logits.data.max(axis=1, keepdims=True)
+    lse = z.exp().sum(axis=1).log()
+    return (lse - z[np.arange(B), labels]).mean()
+
+
+def hinge(scores, y, parameters=None, alpha=1e-4):
+    """micrograd's demo loss: mean(relu(1 - y * score)) + alpha * sum(p * p).
+
+    scores: Vector (B,) or (B, 1); y: +1 / -1 labels. The L2 term is added
+    when parameters (a Vector or a Module) are given.
+    """
+    scores = _vector(scores, "scores").reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if y.shape != scores.shape:
+        raise ValueError(f"y must have {scores.size} labels, got {y.size}")
+    loss = (scores * -y + 1.0).relu().mean()
+    if parameters is not None:
+        p = parameters.parameters() if hasattr(parameters, "parameters") else parameters
+        loss = loss + (p * p).sum() * alpha
+    return loss
+
+
+def accuracy(scores, y):
+    """Share of samples whose score has the sign of y (for hinge-style labels)."""
+    s = scores.data.reshape(-1) if isinstance(scores, Vector) else np.asarray(scores).reshape(-1)
+    return float(((s > 0) == (np.asarray(y).reshape(-1) > 0)).mean())
