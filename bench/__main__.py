@@ -12,7 +12,7 @@ import time
 from . import common
 
 
-def ratio_rows(rows, key, peers=("micrograd", "torch scalar", "torch tensor"), higher_is_better=True):
+def ratio_rows(rows, key, peers=("micrograd", "torch scalar", "torch tensor", "crad per-Value"), higher_is_better=True):
     """Add 'x <peer>' columns: crad's figure over each peer's, same workload and size."""
     by = {}
     for r in rows:
@@ -72,6 +72,10 @@ def main(argv=None):
         depths = [10**4, 10**5] if args.quick else [10**5, 10**6]
         section("W1: deep chain y = relu(y * 1.0001 + 0.001)", engine.w1(depths),
                 ["engine", "depth", "nodes", "status", "total_s"])
+    if "W2" in only:
+        from . import nn
+        section("W2: toy regression step, MLP 2-16-16-1, batch 32", nn.w2(args.quick),
+                ["engine", "nodes", "step_ms", "steps_per_s", "first_step_s"], key="steps_per_s")
     print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1, default=str)

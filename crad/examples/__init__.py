@@ -1,0 +1,1 @@
+"""Runnable examples; each module has ``main(argv=None)``."""
