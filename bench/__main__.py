@@ -76,6 +76,17 @@ def main(argv=None):
         from . import nn
         section("W2: toy regression step, MLP 2-16-16-1, batch 32", nn.w2(args.quick),
                 ["engine", "nodes", "step_ms", "steps_per_s", "first_step_s"], key="steps_per_s")
+    if "W3" in only or "W4" in only:
+        from . import mnist
+        if "W3" in only:
+            section("W3: MNIST step, MLP 784-32-10, softmax cross-entropy", mnist.w3(args.quick),
+                    ["engine", "batch", "nodes_per_sample", "ms_per_sample", "samples_per_s", "first_step_s"],
+                    key="samples_per_s")
+        if "W4" in only:
+            note = " (quick: 6,400 images, extrapolated)" if args.quick else ""
+            section("W4: MNIST epoch, MLP 784-50-10, batch 32" + note, mnist.w4(args.quick),
+                    ["engine", "images", "s_per_epoch", "samples_per_s", "nodes_per_s", "nodes_per_image",
+                     "test_accuracy", "peak_rss_mb"])
     print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1, default=str)

@@ -407,6 +407,10 @@ def emit_layer(F, I, M, W, b, X, relu, out):
     W: int32 (nout, nin), b: int32 (nout,), X: int32 (B, nin), all live.
     out: int32 (B, nout), owned by the caller. Needs room for
     B * nout * (2 * nin + relu) nodes.
+
+    The bulk of every training graph comes from here, so wiring and
+    finishing are fused into one pass (values, counts and LOW computed
+    inline, as ``_finish`` would): each new node has exactly one user.
     """
     B, nin = X.shape
     nout = W.shape[0]
@@ -416,22 +420,37 @@ def emit_layer(F, I, M, W, b, X, relu, out):
     for s in range(B):
         for j in range(nout):
             acc = b[j]
+            v = F[DATA, acc]
+            lo = I[LOW, acc]
+            I[REFS, acc] += 1
             for q in range(nin):
+                w, x = W[j, q], X[s, q]
                 m, a = I[STACK, t], I[STACK, t + 1]
                 t += 2
-                I[OP, m], I[LHS, m], I[RHS, m] = MUL, W[j, q], X[s, q]
-                I[OP, a], I[LHS, a], I[RHS, a] = ADD, acc, m
+                mv = F[DATA, w] * F[DATA, x]
+                I[OP, m], I[LHS, m], I[RHS, m], F[DATA, m] = MUL, w, x, mv
+                I[REFS, w] += 1
+                I[REFS, x] += 1
+                I[REFS, m] = 1
+                lm = _fold_low(_fold_low(m, m, w, I[LOW, w]), m, x, I[LOW, x])
+                I[LOW, m] = lm
+                v = v + mv
+                I[OP, a], I[LHS, a], I[RHS, a], F[DATA, a] = ADD, acc, m, v
+                lo = _fold_low(_fold_low(a, a, acc, lo), a, m, lm)
+                I[LOW, a] = lo
+                if q > 0:
+                    I[REFS, acc] = 1
                 acc = a
             if relu:
                 z = I[STACK, t]
                 t += 1
+                I[REFS, acc] = 1
                 I[OP, z], I[LHS, z], I[RHS, z] = RELU, acc, -1
+                F[DATA, z] = forward(RELU, v, 0.0, 0.0)
+                I[LOW, z] = _fold_low(z, z, acc, lo)
                 acc = z
+            I[REFS, acc] = 1
             out[s, j] = acc
-    _finish(F, I, k)
-    for s in range(B):
-        for j in range(nout):
-            I[REFS, out[s, j]] += 1
 
 
 @njit
