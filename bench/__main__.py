@@ -22,7 +22,7 @@ def ratio_rows(rows, key, peers=("micrograd", "torch scalar", "torch tensor", "c
         for p in peers:
             if p in engs and engs[p].get(key):
                 fallback[(wl, p)] = engs[p]
-    for (wl, size), engs in by.items():
+    for (wl, _size), engs in by.items():
         for name, r in engs.items():
             if not name.startswith("crad") or not r.get(key):
                 continue

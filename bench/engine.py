@@ -113,7 +113,7 @@ def w0(sizes, repeats, peer_max):
             first = time.perf_counter()
             run(x[:8], y[:8])  # compile / warm up
             warm = time.perf_counter() - first
-            ph = median_phases(lambda: run(x, y), repeats if name.startswith("crad") else 1)
+            ph = median_phases(lambda run=run, x=x, y=y: run(x, y), repeats if name.startswith("crad") else 1)
             total = sum(ph.values())
             rows.append(dict(workload="W0", engine=name, N=n, nodes=nodes, warmup_s=warm,
                              build_ns=ph["build"] / nodes * 1e9, backward_ns=ph["backward"] / nodes * 1e9,

@@ -61,9 +61,10 @@ def crad_per_value(n):
 
 
 def micrograd_step(n):
+    import random
+
     from micrograd.engine import Value
     from micrograd.nn import MLP as MG
-    import random
     random.seed(0)
     X, y = _data()
     model = MG(2, SIZES)

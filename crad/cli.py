@@ -7,9 +7,9 @@ import sys
 def _info(_args):
     import numba
     import numpy
+    from numba.core.config import CACHE_DIR
 
     import crad
-    from numba.core.config import CACHE_DIR
     a = crad.default_arena()
     print(f"crad {crad.__version__} ({os.path.dirname(crad.__file__)})")
     print(f"numba {numba.__version__}, numpy {numpy.__version__}, python {sys.version.split()[0]}")

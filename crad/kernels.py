@@ -30,7 +30,8 @@ call, over a batch of slots listed in the STACK row.
 import numpy as np
 
 from ._config import njit
-from .ops import ADD, LEAF, MUL, RELU, backward as rule, forward
+from .ops import ADD, LEAF, MUL, RELU, forward
+from .ops import backward as rule
 
 DATA, GRAD, ARG = 0, 1, 2
 OP, LHS, RHS, REFS, GEN, MARK, LOW, STACK, AUX = range(9)

@@ -6,7 +6,9 @@ POW's constant exponent lives in the ``arg`` column. Subtraction, division
 and negation are built from these, exactly as micrograd builds them.
 """
 from enum import IntEnum
-from math import exp as math_exp, log as math_log, tanh as math_tanh
+from math import exp as math_exp
+from math import log as math_log
+from math import tanh as math_tanh
 
 from ._config import njit
 

@@ -36,7 +36,6 @@ def test_model(acts):
         handles = []      # (handle, node key) of live handles
         stale = []
         ops = {}          # node key -> operand keys: the model's graph
-        key_of = {}       # slot -> key while alive (from the model's side)
         next_key = [0]
 
         def new_node(h, operands):

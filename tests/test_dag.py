@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from naive import Value as Ref
 
 import crad
-from naive import Value as Ref
 
 UNARY = ["relu", "exp", "log", "tanh", "neg", "pow2", "pow-1", "pow0.5", "pow3"]
 BINARY = ["add", "mul", "sub", "div", "radd", "rsub", "rmul", "rdiv", "addc", "mulc"]

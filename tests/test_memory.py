@@ -1,10 +1,10 @@
 """Deep graphs (no recursion anywhere) and exact memory accounting."""
 import numpy as np
 import pytest
+from naive import Value as Ref
 
 import crad
 from crad import Value
-from naive import Value as Ref
 
 
 def test_million_deep_chain_through_the_facade(backward_path):

@@ -1,11 +1,11 @@
 """nn, losses and optimizers: both forward paths, references, memory, checkpoints."""
 import numpy as np
 import pytest
+from naive import Value as Ref
 
 import crad
 from crad import MLP, Value, losses, optim
 from crad.nn import CheckpointError
-from naive import Value as Ref
 
 
 def ref_forward(model, X):

@@ -1,10 +1,10 @@
 """Vector, leaves and dot: bulk building in one kernel call."""
 import numpy as np
 import pytest
+from naive import Value as Ref
 
 import crad
 from crad import StaleValueError, Value, Vector
-from naive import Value as Ref
 
 
 def test_leaves_shape_data_grad(arena):
