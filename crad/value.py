@@ -32,6 +32,27 @@ def _emit_const(a, op, l, c):
     return i
 
 
+class DerivedOps:
+    """The operators micrograd builds from the primitives, shared by Value and
+    Vector so both make the same nodes: -x is x * -1, c - x is (-x) + c, c / x
+    is x ** -1 * c, and the reflected + and * put the handle on the left."""
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __radd__(self, other):
+        return self + other
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    def __rtruediv__(self, other):
+        return self ** -1 * other
+
+
 def wrap(a, i):
     """A handle that takes over the reference the caller owns on slot i."""
     v = object.__new__(Value)
@@ -41,7 +62,7 @@ def wrap(a, i):
     return v
 
 
-class Value:
+class Value(DerivedOps):
     """A scalar node of a computation graph, with micrograd's API.
 
     ``Value(x)`` makes a leaf in the current arena. Operators (``+ - * / **``,
@@ -204,23 +225,11 @@ class Value:
     def tanh(self):
         return self._unary(TANH)
 
-    # Built from the primitives exactly as micrograd builds them.
-    def __neg__(self):
-        return self * -1
-
-    def __radd__(self, other):
-        return self + other
-
+    # Built from the primitives exactly as micrograd builds them (see DerivedOps).
     def __sub__(self, other):
         if not isinstance(other, (Value, numbers.Real)):
             return NotImplemented
         return self + (-other)
-
-    def __rsub__(self, other):
-        return other + (-self)
-
-    def __rmul__(self, other):
-        return self * other
 
     def __truediv__(self, other):
         if isinstance(other, Value):
@@ -229,9 +238,6 @@ class Value:
             c = float(other)  # IEEE: a / 0 multiplies by inf, as numpy would
             return self * (1.0 / c if c else math.copysign(math.inf, c))
         return NotImplemented
-
-    def __rtruediv__(self, other):
-        return other * self ** -1
 
     # -- backward ------------------------------------------------------------
     def backward(self):

@@ -6,13 +6,13 @@ import numpy as np
 from . import kernels as K
 from .arena import StaleValueError, current_arena
 from .ops import ADD, EXP, LOG, MUL, POW, RELU, TANH
-from .value import Value, as_float, wrap
+from .value import DerivedOps, Value, as_float, wrap
 
 _NO_IDS = np.empty(0, np.int32)
 _NO_CONSTS = np.empty(0, np.float64)
 
 
-class Vector:
+class Vector(DerivedOps):
     """An array of nodes (any shape) that owns one reference to each.
 
     Indexing gives a ``Value`` (one element) or a ``Vector`` (a sub-array);
@@ -205,32 +205,17 @@ class Vector:
         return self._map(TANH)
 
     # Built from the primitives exactly as micrograd builds the scalar forms.
-    def __neg__(self):
-        return self * -1.0
-
-    def __radd__(self, other):
-        return self + other
-
-    def __rmul__(self, other):
-        return self * other
-
     def __sub__(self, other):
         if isinstance(other, (Vector, Value)):
             return self + (-other)
         neg = _negated(other)
         return NotImplemented if neg is None else self + neg
 
-    def __rsub__(self, other):
-        return (-self) + other
-
     def __truediv__(self, other):
         if isinstance(other, (Vector, Value)):
             return self * other ** -1
         inv = _inverse(other)
         return NotImplemented if inv is None else self * inv
-
-    def __rtruediv__(self, other):
-        return self ** -1 * other
 
     def sum(self, axis=None):
         """Sum as chains of adds: a Value (axis=None) or a Vector without that axis."""
