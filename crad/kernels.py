@@ -332,13 +332,10 @@ def _order(I, M, root, sweep):
 
 
 @njit
-def backward(F, I, M, root, sweep):
-    """Seed grad[root] = 1 and accumulate (+=) the chain rule into everything
-    root depends on, in an order from ``_order``. Returns the nodes visited."""
-    n = _order(I, M, root, sweep)
-    F[GRAD, root] = 1.0
+def _apply_order(F, I, order, n):
+    """Apply the chain rule at each node of order[:n] (int32), users first."""
     for t in range(n):
-        i = I[STACK, t]
+        i = order[t]
         op = I[OP, i]
         if op == LEAF:
             continue
@@ -348,7 +345,128 @@ def backward(F, I, M, root, sweep):
         F[GRAD, l] += gx
         if r >= 0:
             F[GRAD, r] += gy
+
+
+@njit
+def backward(F, I, M, root, sweep):
+    """Seed grad[root] = 1 and accumulate (+=) the chain rule into everything
+    root depends on, in an order from ``_order``. Returns the nodes visited."""
+    n = _order(I, M, root, sweep)
+    F[GRAD, root] = 1.0
+    _apply_order(F, I, I[STACK], n)
     return n
+
+
+@njit
+def order_of(I, M, root, out):
+    """Kahn's order of root's graph (users first) into out (int32, (cap,)).
+
+    Kahn's order depends only on the graph's structure, never on slot
+    numbers, so two traces of the same computation list their nodes at the
+    same positions (``capture`` compares re-traces this way). Returns n.
+    """
+    n = _order(I, M, root, False)
+    for t in range(n):
+        out[t] = I[STACK, t]
+    return n
+
+
+@njit
+def tape_forward(F, I, fwd):
+    """Recompute data of the non-leaf slots fwd (int32, (m,), operands first)."""
+    for t in range(fwd.shape[0]):
+        i = fwd[t]
+        l, r = I[LHS, i], I[RHS, i]
+        y = F[DATA, r] if r >= 0 else 0.0
+        F[DATA, i] = forward(I[OP, i], F[DATA, l], y, F[ARG, i])
+
+
+@njit
+def tape_backward(F, I, order, zero, root):
+    """A rebuilt graph's backward on a recorded one: grads of zero (int32,
+    (k,): the tape's own nodes) restart at 0, grad[root] = 1, then the rule is
+    applied along order (int32, (n,), users first). Parameters accumulate."""
+    for k in range(zero.shape[0]):
+        F[GRAD, zero[k]] = 0.0
+    F[GRAD, root] = 1.0
+    _apply_order(F, I, order, order.shape[0])
+
+
+@njit
+def tape_compile(F, I, order, ops, lpos, rpos, args):
+    """Positions for a batched tape: position p = n - 1 - t for order[t], so
+    operands come before users and the root is last. Fills ops, lpos, rpos
+    (int32, (n,); -1 for no operand) and args (float64, (n,): POW's exponent,
+    a leaf's value). Uses AUX as a slot -> position map."""
+    n = order.shape[0]
+    for t in range(n):
+        I[AUX, order[t]] = n - 1 - t
+    for t in range(n):
+        i, p = order[t], n - 1 - t
+        l, r = I[LHS, i], I[RHS, i]
+        ops[p] = I[OP, i]
+        lpos[p] = I[AUX, l] if l >= 0 else -1
+        rpos[p] = I[AUX, r] if r >= 0 else -1
+        args[p] = F[DATA, i] if ops[p] == LEAF else F[ARG, i]
+
+
+@njit
+def tape_batch(F, ops, lpos, rpos, args, slot, kind, col, X, V, G, seed):
+    """Forward and backward of a compiled tape over B samples at once.
+
+    ops, lpos, rpos, slot, kind, col: int32 (n,); args: float64 (n,).
+    kind: 0 computed, 1 parameter (shared value, grad summed into the arena),
+    2 input (value X[b, col[p]]), 3 constant (shared value).
+    X: float64 (B, n_in). V, G: float64 (n, B), values and grads laid out
+    (node, sample) so each op is decoded once per B samples and the inner loop
+    over samples vectorises. seed: d(objective)/d(root of sample b).
+    Returns nothing; V[n - 1] holds each sample's root value.
+    """
+    n, B = V.shape
+    for p in range(n):
+        op, l, r, c = ops[p], lpos[p], rpos[p], args[p]
+        if op == LEAF:
+            if kind[p] == 2:
+                for b in range(B):
+                    V[p, b] = X[b, col[p]]
+            else:
+                v = F[DATA, slot[p]]
+                for b in range(B):
+                    V[p, b] = v
+        elif op == ADD:
+            for b in range(B):
+                V[p, b] = V[l, b] + V[r, b]
+        elif op == MUL:
+            for b in range(B):
+                V[p, b] = V[l, b] * V[r, b]
+        else:
+            for b in range(B):
+                V[p, b] = forward(op, V[l, b], 0.0, c)
+    for p in range(n):
+        for b in range(B):
+            G[p, b] = 0.0
+    for b in range(B):
+        G[n - 1, b] = seed
+    for p in range(n - 1, -1, -1):
+        op, l, r, c = ops[p], lpos[p], rpos[p], args[p]
+        if op == LEAF:
+            if kind[p] == 1:
+                g = 0.0
+                for b in range(B):
+                    g += G[p, b]
+                F[GRAD, slot[p]] += g
+        elif op == ADD:
+            for b in range(B):
+                G[l, b] += G[p, b]
+                G[r, b] += G[p, b]
+        elif op == MUL:
+            for b in range(B):
+                G[l, b] += V[r, b] * G[p, b]
+                G[r, b] += V[l, b] * G[p, b]
+        else:
+            for b in range(B):
+                gx, _ = rule(op, V[l, b], 0.0, c, V[p, b], G[p, b])
+                G[l, b] += gx
 
 
 @njit

@@ -19,24 +19,32 @@ def _vector(pred, what):
 
 
 def mse(pred, target):
-    """Mean squared error: mean((pred - target) ** 2), target a numpy array
-    broadcastable to pred's shape."""
+    """Mean squared error: mean((pred - target) ** 2). target: a numpy array
+    broadcastable to pred's shape (constants), or a Vector (e.g. tape inputs)."""
     pred = _vector(pred, "pred")
-    target = np.asarray(target, dtype=np.float64)
+    if not isinstance(target, (Vector, Value)):
+        target = np.asarray(target, dtype=np.float64)
     return ((pred - target) ** 2).mean()
 
 
 def cross_entropy(logits, labels):
     """Softmax cross-entropy, averaged over the batch.
 
-    logits: Vector (B, C); labels: ints in [0, C), shape (B,). Stable: the
-    row max is subtracted as a constant, so exp never overflows; the graph is
-    z = logits - max, loss_b = log(sum_c exp(z_bc)) - z_b,label.
+    logits: Vector (B, C). labels: ints in [0, C), shape (B,); or a Vector
+    (B, C) of one-hot rows, whose graph does not depend on the labels' values
+    (what a captured tape needs). Stable: the row max is subtracted as a
+    constant, so exp never overflows; the graph is z = logits - max,
+    loss_b = log(sum_c exp(z_bc)) - z_b,label (one-hot: - sum_c t_bc z_bc).
     """
     logits = _vector(logits, "logits")
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (batch, classes), got {logits.shape}")
     B, C = logits.shape
+    if isinstance(labels, Vector):
+        if labels.shape != (B, C):
+            raise ValueError(f"one-hot labels must have shape {(B, C)}, got {labels.shape}")
+        z = logits - logits.data.max(axis=1, keepdims=True)
+        return (z.exp().sum(axis=1).log() - (z * labels).sum(axis=1)).mean()
     labels = np.asarray(labels)
     if labels.shape != (B,) or labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be {B} ints, got shape {labels.shape} dtype {labels.dtype}")
@@ -50,14 +58,20 @@ def cross_entropy(logits, labels):
 def hinge(scores, y, parameters=None, alpha=1e-4):
     """micrograd's demo loss: mean(relu(1 - y * score)) + alpha * sum(p * p).
 
-    scores: Vector (B,) or (B, 1); y: +1 / -1 labels. The L2 term is added
-    when parameters (a Vector or a Module) are given.
+    scores: Vector (B,) or (B, 1); y: +1 / -1 labels, an array or a Vector
+    (tape inputs; then y * -1 is a node, as micrograd's -yi would be). The
+    L2 term is added when parameters (a Vector or a Module) are given.
     """
     scores = _vector(scores, "scores").reshape(-1)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if isinstance(y, Vector):
+        y = y.reshape(-1)
+        neg_y = -y
+    else:
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        neg_y = -y
     if y.shape != scores.shape:
         raise ValueError(f"y must have {scores.size} labels, got {y.size}")
-    loss = (scores * -y + 1.0).relu().mean()
+    loss = (scores * neg_y + 1.0).relu().mean()
     if parameters is not None:
         p = parameters.parameters() if hasattr(parameters, "parameters") else parameters
         loss = loss + (p * p).sum() * alpha

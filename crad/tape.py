@@ -1,0 +1,244 @@
+"""Capture once, replay many times.
+
+In a training loop the graph has the same shape at every step; only numbers
+change. ``capture(fn, *inputs)`` builds fn's graph once and records it as a
+tape: its nodes in a topological order, computed once. Replaying the tape
+writes new input values, recomputes every node's value in tape order and
+sweeps backward, with no allocation, no sort and no release. The nodes stay
+real arena nodes: ``.data`` and ``.grad`` of any of them read the latest
+replay, and the optimizers work unchanged.
+
+A tape records one path through fn. If fn branches in Python on data
+(``if x.data > 0: ...``), the tape is wrong for inputs that would take the
+other branch. ``verify=N`` re-traces fn every N calls and raises TapeError
+when the structure (ops, wiring, exponents, parameters, inputs) differs.
+Constants made from data inside fn keep their captured values: the row max
+that ``losses.cross_entropy`` subtracts for stability is such a constant, and
+harmless (softmax does not depend on it).
+"""
+import numpy as np
+
+from . import kernels as K
+from .ops import LEAF, POW
+from .value import Value, wrap
+from .vector import Vector
+
+_KIND_COMPUTED, _KIND_PARAM, _KIND_INPUT, _KIND_CONST = 0, 1, 2, 3
+
+
+class TapeError(ValueError):
+    """A re-traced graph no longer matches the captured tape."""
+
+
+def _leaf_ids(x, k):
+    """(arena, flat int32 slot ids, shape) of a Value or Vector of leaves."""
+    if isinstance(x, Value):
+        a, i = x._slot()
+        ids, shape = np.array([i], np.int32), ()
+    elif isinstance(x, Vector):
+        a, ids = x._slots()
+        ids, shape = ids.reshape(-1).copy(), ids.shape
+    else:
+        raise TypeError(f"capture inputs are Values or Vectors of leaves, not {type(x).__name__} (input {k})")
+    if (a.I[K.OP][ids] != LEAF).any():
+        raise ValueError(f"input {k} must consist of leaves (crad.leaves or Value(x)), not computed nodes")
+    return a, ids, shape
+
+
+class Tape:
+    """A recorded graph; see ``capture``. Call it to replay the forward pass,
+    then ``backward()``; or ``batch(...)`` for B samples at once."""
+
+    def __init__(self, fn, inputs, verify=0):
+        if not callable(fn):
+            raise TypeError("capture() needs a function that builds the graph")
+        if not inputs:
+            raise ValueError("capture() needs at least one example input")
+        parts = [_leaf_ids(x, k) for k, x in enumerate(inputs)]
+        a = parts[0][0]
+        if any(p[0] is not a for p in parts):
+            raise ValueError("capture inputs belong to different arenas")
+        self.fn, self.arena = fn, a
+        self.inputs = [x.retain() if isinstance(x, Value) else x[...] for x in inputs]
+        self._in_ids = [p[1] for p in parts]
+        self._in_shapes = [p[2] for p in parts]
+        self.verify = 100 if verify is True else int(verify or 0)
+        self.calls = 0
+        self._record()
+
+    def _trace(self):
+        """Run fn once; return (outputs handle(s), root Value, order ids, new-leaf mask)."""
+        a = self.arena
+        top = int(a.M[K.M_TOP])
+        snapshot = a.I[K.GEN, :top].copy()
+        out = self.fn(*self.inputs)
+        root = out[0] if isinstance(out, (tuple, list)) and out else out
+        if not isinstance(root, Value):
+            raise TypeError("fn must return a Value (the root, e.g. the loss) or a tuple starting with one")
+        _, r = root._slot()
+        order = np.empty(a.capacity, np.int32)
+        n = K.order_of(a.I, a.M, r, order)
+        order = order[:n].copy()
+        new = order >= top
+        old = ~new
+        new[old] = a.I[K.GEN][order[old]] != snapshot[order[old]]
+        return out, root, order, new
+
+    def _record(self):
+        a = self.arena
+        self.outputs, self.root, self.order, new = self._trace()
+        ops = a.I[K.OP][self.order]
+        leaf = ops == LEAF
+        is_input = np.isin(self.order, np.concatenate(self._in_ids))
+        self._fwd = self.order[~leaf][::-1].copy()
+        self._zero = self.order[~leaf | is_input | (leaf & new)].copy()
+        self._new_leaf = leaf & new & ~is_input
+        self._root = self.root._slot()[1]
+        self._compiled = None
+        self.nodes = int(self.order.size)
+
+    # -- replay -------------------------------------------------------------
+    def _write_inputs(self, values):
+        if len(values) != len(self._in_ids):
+            raise ValueError(f"this tape takes {len(self._in_ids)} inputs, got {len(values)}")
+        arrays = []
+        for k, (v, shape) in enumerate(zip(values, self._in_shapes)):
+            v = np.asarray(v)
+            if v.dtype.kind not in "biuf":
+                raise TypeError(f"input {k} must be numeric, not {v.dtype}")
+            if v.shape != shape:
+                raise ValueError(f"input {k} has shape {v.shape}; the tape was captured with {shape}")
+            arrays.append(v)
+        F = self.arena.F
+        for ids, v in zip(self._in_ids, arrays):
+            F[K.DATA][ids] = v.reshape(-1)
+
+    def __call__(self, *values, backward=False):
+        """Write new input values, recompute the forward pass, and return the
+        root's value (``backward=True`` also runs ``backward()``)."""
+        self._write_inputs(values)
+        self.calls += 1
+        if self.verify and self.calls % self.verify == 0:
+            self.check()
+        a = self.arena
+        K.tape_forward(a.F, a.I, self._fwd)
+        if backward:
+            self.backward()
+        return float(a.F[K.DATA, self._root])
+
+    def backward(self):
+        """Backward over the tape, as a rebuilt graph's backward would do it:
+        the tape's own grads restart at zero; parameters accumulate (+=)."""
+        a = self.arena
+        K.tape_backward(a.F, a.I, self.order, self._zero, self._root)
+
+    def check(self):
+        """Re-trace fn and raise TapeError if the graph's structure changed."""
+        a = self.arena
+        out, root, order, new = self._trace()
+        try:
+            mine, theirs = self._encode(self.order, self._new_leaf), self._encode(order, new & (
+                a.I[K.OP][order] == LEAF) & ~np.isin(order, np.concatenate(self._in_ids)))
+            if len(mine[0]) != len(theirs[0]) or not all(np.array_equal(x, y) for x, y in zip(mine, theirs)):
+                raise TapeError("fn built a different graph than the one captured (it branches on data in "
+                                f"Python?): {len(theirs[0])} nodes now, {len(mine[0])} captured. Capture again "
+                                "for these inputs, or rebuild the graph every step")
+        finally:
+            del out, root
+
+    def _encode(self, order, new_leaf):
+        """Structure of a trace: op, operand positions, exponent, and each
+        pre-existing leaf's slot (new constant leaves count as -1)."""
+        a = self.arena
+        n = order.size
+        ops, lpos, rpos = (np.empty(n, np.int32) for _ in range(3))
+        args = np.empty(n, np.float64)
+        K.tape_compile(a.F, a.I, order, ops, lpos, rpos, args)
+        ident = np.where(new_leaf | (a.I[K.OP][order] != LEAF), -1, order)[::-1]
+        pw = np.where(ops == POW, args, 0.0)
+        return ops, lpos, rpos, pw, ident
+
+    # -- batched replay ---------------------------------------------------------
+    def _compile(self):
+        a = self.arena
+        n = self.order.size
+        ops, lpos, rpos = (np.empty(n, np.int32) for _ in range(3))
+        args = np.empty(n, np.float64)
+        K.tape_compile(a.F, a.I, self.order, ops, lpos, rpos, args)
+        slot = self.order[::-1].copy()
+        kind = np.full(n, _KIND_COMPUTED, np.int32)
+        leaf = ops == LEAF
+        kind[leaf] = _KIND_PARAM
+        kind[self._new_leaf[::-1]] = _KIND_CONST
+        col = np.full(n, -1, np.int32)
+        flat_inputs = np.concatenate(self._in_ids)
+        where = {int(s): c for c, s in enumerate(flat_inputs)}
+        for p in np.flatnonzero(leaf):
+            c = where.get(int(slot[p]))
+            if c is not None:
+                kind[p], col[p] = _KIND_INPUT, c
+        self._compiled = (ops, lpos, rpos, args, slot, kind, col, flat_inputs.size)
+
+    def batch(self, *values, reduction="mean"):
+        """Forward and backward for B samples at once: each input gets a
+        leading batch axis. Parameter grads accumulate the sum (reduction
+        ``"sum"``) or the mean (``"mean"``) over the batch of the root's
+        gradient. Returns the root's value per sample, shape (B,).
+
+        The arena's node values are left as they were (each sample has its
+        own values, laid out (node, sample) in scratch arrays)."""
+        if self._compiled is None:
+            self._compile()
+        ops, lpos, rpos, args, slot, kind, col, n_in = self._compiled
+        if len(values) != len(self._in_ids):
+            raise ValueError(f"this tape takes {len(self._in_ids)} inputs, got {len(values)}")
+        cols, B = [], None
+        for k, (v, shape) in enumerate(zip(values, self._in_shapes)):
+            v = np.asarray(v)
+            if v.dtype.kind not in "biuf":
+                raise TypeError(f"input {k} must be numeric, not {v.dtype}")
+            if v.ndim != len(shape) + 1 or v.shape[1:] != shape:
+                raise ValueError(f"input {k} has shape {v.shape}; expected (batch, {', '.join(map(str, shape))})")
+            if B is None:
+                B = v.shape[0]
+            elif v.shape[0] != B:
+                raise ValueError(f"input {k} has {v.shape[0]} samples, input 0 has {B}")
+            cols.append(v.reshape(B, -1))
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+        if not B:
+            raise ValueError("batch() needs at least one sample")
+        X = np.ascontiguousarray(np.hstack(cols), np.float64)
+        n = ops.size
+        if getattr(self, "_scratch", None) is None or self._scratch[0].shape != (n, B):
+            self._scratch = (np.empty((n, B)), np.empty((n, B)))
+        V, G = self._scratch
+        seed = 1.0 / B if reduction == "mean" else 1.0
+        K.tape_batch(self.arena.F, ops, lpos, rpos, args, slot, kind, col, X, V, G, seed)
+        return V[n - 1].copy()
+
+    # -- ownership -------------------------------------------------------------
+    def release(self):
+        """Drop the tape's references (its graph is freed if nothing else holds it)."""
+        self.outputs = self.root = self.inputs = None
+        self._scratch = None
+
+    def __repr__(self):
+        return f"Tape({self.nodes} nodes, {len(self._in_ids)} inputs, {self.calls} replays)"
+
+
+def capture(fn, *example_inputs, verify=0):
+    """Record the graph ``fn(*example_inputs)`` builds, for replay.
+
+    example_inputs: Values or Vectors of leaves (e.g. ``crad.leaves(X)``).
+    fn returns the root Value (e.g. the loss), or a tuple starting with it.
+    The tape holds references to the graph and frees it when dropped.
+
+    >>> import numpy as np, crad
+    >>> w = crad.leaves(np.array([2.0]))
+    >>> x = crad.leaves(np.array([3.0]))
+    >>> step = crad.capture(lambda x: (w * x).sum() ** 2, x)
+    >>> step(np.array([1.0]), backward=True), float(w.grad[0])
+    (4.0, 4.0)
+    """
+    return Tape(fn, example_inputs, verify)

@@ -1,0 +1,166 @@
+"""capture/replay: replayed values and gradients equal a freshly built graph's."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import crad
+from crad import MLP, TapeError, Value, losses
+from test_dag import apply, leaf, step
+
+program = st.tuples(st.lists(leaf, min_size=2, max_size=4), st.lists(step, min_size=1, max_size=30),
+                    st.lists(leaf, min_size=2, max_size=4))
+
+
+def build(params, x, steps):
+    """The program over parameter Values and input Values (both as Vectors)."""
+    nodes = list(params) + list(x)
+    for kind, i, j, c in steps:
+        nodes.append(apply(kind, nodes[i % len(nodes)], nodes[j % len(nodes)], c))
+    out = nodes[-1]
+    for n in nodes[len(params) + len(x):-1][::3]:
+        out = out + n
+    return out
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(program, st.lists(leaf, min_size=4, max_size=4))
+def test_replay_equals_rebuild_on_random_programs(prog, new_x):
+    p0, steps, x0 = prog
+    x1 = (new_x * 2)[: len(x0)]
+    with crad.Arena(capacity=8) as a, np.errstate(all="ignore"):
+        params = crad.leaves(np.array(p0))
+        xin = crad.leaves(np.array(x0))
+        tape = crad.capture(lambda x: build(params, x, steps), xin)
+        got = tape(np.array(x1), backward=True)
+        g_replay = params.grad
+        params.grad = 0.0
+        fresh_x = crad.leaves(np.array(x1))
+        ref = build(params, fresh_x, steps)
+        ref.backward()
+        assume(np.isfinite([got, ref.data]).all() and np.isfinite(params.grad).all())
+        assume(abs(ref.data) < 1e6 and np.abs(params.grad).max() < 1e6)
+        close(got, ref.data)
+        close(g_replay, params.grad)
+        close(tape.root.data, ref.data)  # nodes on the tape read the latest replay
+        del ref, fresh_x, tape
+        assert a.live == len(p0) + len(x0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "xent-onehot", "xent-int", "hinge"])
+def test_replay_equals_rebuild_on_mlps(arena, loss):
+    rng = np.random.default_rng(0)
+    nout = 1 if loss in ("mse", "hinge") else 3
+    model = MLP(4, [5, nout], seed=1)
+    labels = np.array([0, 2, 1, 2, 0, 1])
+
+    def target(X):
+        if loss == "mse":
+            return np.tanh(X.sum(1, keepdims=True))
+        if loss == "hinge":
+            return np.where(X[:, 0] > 0, 1.0, -1.0)[:, None]
+        return np.eye(3)[labels]
+
+    def objective(X, y):
+        out = model(X)
+        if loss == "mse":
+            return losses.mse(out, y)
+        if loss == "hinge":
+            return losses.hinge(out, y, parameters=model, alpha=0.01)
+        if loss == "xent-int":
+            return losses.cross_entropy(out, labels)
+        return losses.cross_entropy(out, y)
+
+    X0 = rng.normal(size=(6, 4))
+    xv, yv = crad.leaves(X0), crad.leaves(target(X0))
+    tape = crad.capture(objective, xv, yv)
+    for _ in range(3):
+        X = rng.normal(size=(6, 4))
+        model.zero_grad()
+        got = tape(X, target(X), backward=True)
+        g = model.parameters().grad
+        model.zero_grad()
+        ref = objective(crad.leaves(X), crad.leaves(target(X)))
+        ref.backward()
+        np.testing.assert_allclose(got, ref.data, rtol=1e-12)
+        np.testing.assert_allclose(g, model.parameters().grad, rtol=1e-10, atol=1e-14)
+        del ref
+
+
+def test_batch_replay_equals_single_replays(arena):
+    rng = np.random.default_rng(1)
+    model = MLP(3, [4, 2], seed=0)
+    x1, y1 = crad.leaves(rng.normal(size=(1, 3))), crad.leaves(np.eye(2)[[1]])
+    tape = crad.capture(lambda x, y: losses.cross_entropy(model(x), y), x1, y1)
+    X, Y = rng.normal(size=(7, 1, 3)), np.eye(2)[rng.integers(0, 2, 7)][:, None, :]
+    model.zero_grad()
+    per_sample = tape.batch(X, Y, reduction="sum")
+    g_batch = model.parameters().grad
+    model.zero_grad()
+    singles = [tape(X[b], Y[b], backward=True) for b in range(7)]
+    np.testing.assert_allclose(per_sample, singles, rtol=1e-13)
+    np.testing.assert_allclose(g_batch, model.parameters().grad, rtol=1e-12, atol=1e-15)
+    model.zero_grad()
+    tape.batch(X, Y)  # mean
+    np.testing.assert_allclose(model.parameters().grad * 7, g_batch, rtol=1e-12, atol=1e-15)
+
+
+def test_dropping_the_tape_frees_its_graph(arena):
+    model = MLP(2, [3, 1], seed=0)
+    base = arena.live
+    x, y = crad.leaves(np.ones((4, 2))), crad.leaves(np.ones((4, 1)))
+    with_inputs = arena.live
+    tape = crad.capture(lambda x, y: losses.mse(model(x), y), x, y)
+    assert arena.live > with_inputs
+    for _ in range(10):
+        tape(np.zeros((4, 2)), np.ones((4, 1)), backward=True)
+    # the tape's graph: parameters, the 12 input leaves, and the nodes it made
+    assert arena.live == tape.nodes == with_inputs + (tape.nodes - 12 - model.num_parameters)
+    del tape
+    assert arena.live == with_inputs
+    del x, y
+    assert arena.live == base
+
+
+def test_verify_detects_data_dependent_branches(arena):
+    def fn(x):
+        v = x[0]
+        return v * 2.0 if v.data > 0 else v.relu() + v.tanh()
+    x = crad.leaves(np.array([1.0]))
+    tape = crad.capture(fn, x)
+    tape(np.array([3.0]))
+    tape.check()  # same branch: fine
+    tape(np.array([-1.0]))  # replays the captured branch: wrong for this input
+    with pytest.raises(TapeError, match="different graph"):
+        tape.check()
+    strict = crad.capture(fn, x, verify=1)
+    with pytest.raises(TapeError):
+        strict(np.array([2.0]))  # captured at x = -1: the other branch
+
+
+def test_bad_inputs(arena):
+    x = crad.leaves(np.ones(3))
+    w = crad.leaves(np.ones(3))
+    tape = crad.capture(lambda x: crad.dot(w, x), x)
+    before = arena.live
+    with pytest.raises(ValueError, match="takes 1 inputs"):
+        tape(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="shape"):
+        tape(np.ones(4))
+    with pytest.raises(TypeError):
+        tape(np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match="batch"):
+        tape.batch(np.ones(3))
+    with pytest.raises(ValueError, match="leaves"):
+        crad.capture(lambda s: s * 2, x.sum())
+    with pytest.raises(TypeError):
+        crad.capture(lambda x: x, np.ones(3))
+    with pytest.raises(TypeError, match="root"):
+        crad.capture(lambda x: x * 2, x)
+    assert arena.live == before
+    assert isinstance(tape(np.arange(3.0)), float) and tape.root.data == 3.0
+    assert Value(1.0).data == 1.0
