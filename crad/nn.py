@@ -66,7 +66,9 @@ class Module:
 
     def zero_grad(self):
         """Set every parameter's grad to 0."""
-        self.arena.F[K.GRAD][self._param_ids()] = 0.0
+        if getattr(self, "_runs", None) is None:
+            self._runs = K.runs(self._param_ids())
+        K.zero_grad_runs(self.arena.F, self._runs[0], self._runs[2])
 
     @property
     def num_parameters(self):
@@ -83,9 +85,13 @@ class Layer(Module):
         nin, nout = _check_size(nin, "nin"), _check_size(nout, "nout")
         a = current_arena() if arena is None else arena
         self.nonlin = bool(nonlin)
-        self.W = leaves(_init_weights(_rng(seed, rng), init, nout, nin), arena=a)
-        self.b = leaves(np.zeros(nout), arena=a)
-        self._ids = np.column_stack([self.W._ids, self.b._ids]).reshape(-1)
+        # One block (nout, nin + 1), bias last: row-major slots are then
+        # micrograd's parameter order (each neuron's w, then b), contiguous,
+        # so updates and zero_grad run over consecutive memory.
+        block = leaves(np.column_stack([_init_weights(_rng(seed, rng), init, nout, nin), np.zeros(nout)]),
+                       arena=a)
+        self.W, self.b = block[:, :nin], block[:, nin]
+        self._ids = block._ids.reshape(-1).copy()
 
     @property
     def arena(self):

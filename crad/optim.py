@@ -17,12 +17,13 @@ def _params(params):
 class Optimizer:
     def __init__(self, params, lr):
         self.params, self._ids = _params(params)
+        self._runs = K.runs(self._ids)
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
         self.lr = float(lr)
 
     def zero_grad(self):
-        self.params.arena.F[K.GRAD][self._ids] = 0.0
+        K.zero_grad_runs(self.params.arena.F, self._runs[0], self._runs[2])
 
     def state_dict(self):
         """The optimizer's state as a dict of numpy arrays (saveable with np.savez)."""
@@ -51,7 +52,7 @@ class SGD(Optimizer):
         self.velocity = np.zeros(self._ids.size)
 
     def step(self):
-        K.sgd_step(self.params.arena.F, self._ids, self.lr, self.momentum, self.velocity)
+        K.sgd_step(self.params.arena.F, *self._runs, self.lr, self.momentum, self.velocity)
 
     def _state(self):
         return {"velocity": self.velocity}
@@ -70,7 +71,7 @@ class Adam(Optimizer):
 
     def step(self):
         self.t += 1
-        K.adam_step(self.params.arena.F, self._ids, self.lr, self.b1, self.b2, self.eps, self.t,
+        K.adam_step(self.params.arena.F, *self._runs, self.lr, self.b1, self.b2, self.eps, self.t,
                     self.m, self.v)
 
     def _state(self):

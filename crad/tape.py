@@ -20,7 +20,7 @@ import numpy as np
 
 from . import kernels as K
 from .ops import LEAF, POW
-from .value import Value, wrap
+from .value import Value
 from .vector import Vector
 
 _KIND_COMPUTED, _KIND_PARAM, _KIND_INPUT, _KIND_CONST = 0, 1, 2, 3
@@ -90,8 +90,9 @@ class Tape:
         ops = a.I[K.OP][self.order]
         leaf = ops == LEAF
         is_input = np.isin(self.order, np.concatenate(self._in_ids))
-        self._fwd = self.order[~leaf][::-1].copy()
-        self._zero = self.order[~leaf | is_input | (leaf & new)].copy()
+        self._bwd = self.order[~leaf].copy()
+        self._fwd = self._bwd[::-1].copy()
+        self._zero = self.order[is_input | (leaf & new)].copy()  # fresh leaves of a rebuilt graph
         self._new_leaf = leaf & new & ~is_input
         self._root = self.root._slot()[1]
         self._compiled = None
@@ -130,7 +131,7 @@ class Tape:
         """Backward over the tape, as a rebuilt graph's backward would do it:
         the tape's own grads restart at zero; parameters accumulate (+=)."""
         a = self.arena
-        K.tape_backward(a.F, a.I, self.order, self._zero, self._root)
+        K.tape_backward(a.F, a.I, self._bwd, self._zero, self._root)
 
     def check(self):
         """Re-trace fn and raise TapeError if the graph's structure changed."""
@@ -160,6 +161,7 @@ class Tape:
 
     # -- batched replay ---------------------------------------------------------
     def _compile(self):
+        """Positions, operand modes and register-allocated rows for batch()."""
         a = self.arena
         n = self.order.size
         ops, lpos, rpos = (np.empty(n, np.int32) for _ in range(3))
@@ -177,7 +179,10 @@ class Tape:
             c = where.get(int(slot[p]))
             if c is not None:
                 kind[p], col[p] = _KIND_INPUT, c
-        self._compiled = (ops, lpos, rpos, args, slot, kind, col, flat_inputs.size)
+        vrow, grow, lmode, rmode, lfirst, rfirst = (np.zeros(n, np.int32) for _ in range(6))
+        nv, ng = K.tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst)
+        self._compiled = (ops, lpos, rpos, args, slot, col, vrow, grow, lmode, rmode, lfirst, rfirst)
+        self._rows = (int(nv), int(ng))
 
     def batch(self, *values, reduction="mean"):
         """Forward and backward for B samples at once: each input gets a
@@ -189,7 +194,6 @@ class Tape:
         own values, laid out (node, sample) in scratch arrays)."""
         if self._compiled is None:
             self._compile()
-        ops, lpos, rpos, args, slot, kind, col, n_in = self._compiled
         if len(values) != len(self._in_ids):
             raise ValueError(f"this tape takes {len(self._in_ids)} inputs, got {len(values)}")
         cols, B = [], None
@@ -209,13 +213,12 @@ class Tape:
         if not B:
             raise ValueError("batch() needs at least one sample")
         X = np.ascontiguousarray(np.hstack(cols), np.float64)
-        n = ops.size
-        if getattr(self, "_scratch", None) is None or self._scratch[0].shape != (n, B):
-            self._scratch = (np.empty((n, B)), np.empty((n, B)))
+        nv, ng = self._rows
+        if getattr(self, "_scratch", None) is None or self._scratch[0].shape != (nv, B):
+            self._scratch = (np.empty((nv, B)), np.empty((ng, B)))
         V, G = self._scratch
         seed = 1.0 / B if reduction == "mean" else 1.0
-        K.tape_batch(self.arena.F, ops, lpos, rpos, args, slot, kind, col, X, V, G, seed)
-        return V[n - 1].copy()
+        return K.tape_batch(self.arena.F, *self._compiled, X, V, G, seed)
 
     # -- ownership -------------------------------------------------------------
     def release(self):

@@ -1,4 +1,5 @@
 """Value: micrograd's scalar, as a handle to one slot of an arena."""
+import atexit
 import math
 import numbers
 
@@ -7,6 +8,11 @@ from .arena import StaleValueError, current_arena
 from .ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, SYMBOL, TANH
 
 _BACKWARD_SWEEP = True  # tests turn it off to exercise the general (Kahn) path
+
+# Set when the interpreter exits: handles collected after that skip their
+# release (the arena dies with the process, and numba may be half torn down).
+EXITING = [False]
+atexit.register(EXITING.__setitem__, 0, True)
 
 
 def as_float(x, what="value"):
@@ -99,9 +105,9 @@ class Value(DerivedOps):
             raise StaleValueError(f"the node of this Value (slot {self._i}) was freed")
         return a, self._i
 
-    def __del__(self, _release=K.release):  # bound early: module globals may be gone at exit
+    def __del__(self, _release=K.release, _exiting=EXITING):  # bound early: globals may be gone at exit
         a = self._arena
-        if a is not None and a._gen[self._i] == self._g:
+        if a is not None and not _exiting[0] and a._gen[self._i] == self._g:
             self._arena = None
             _release(a.F, a.I, a.M, self._i)
 

@@ -6,7 +6,7 @@ import numpy as np
 from . import kernels as K
 from .arena import StaleValueError, current_arena
 from .ops import ADD, EXP, LOG, MUL, POW, RELU, TANH
-from .value import DerivedOps, Value, as_float, wrap
+from .value import EXITING, DerivedOps, Value, as_float, wrap
 
 _NO_IDS = np.empty(0, np.int32)
 _NO_CONSTS = np.empty(0, np.float64)
@@ -54,9 +54,9 @@ class Vector(DerivedOps):
             raise StaleValueError("this Vector was released")
         return self._arena, self._ids
 
-    def __del__(self, _release_many=K.release_many):  # bound early: globals may be gone at exit
+    def __del__(self, _release_many=K.release_many, _exiting=EXITING):  # bound early: globals may be gone at exit
         a = self._arena
-        if a is not None:
+        if a is not None and not _exiting[0]:
             self._arena = None
             _release_many(a.F, a.I, a.M, self._ids.reshape(-1))
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_dag import apply, leaf, step
 
 import crad
 from crad import MLP, TapeError, Value, losses
-from test_dag import apply, leaf, step
 
 program = st.tuples(st.lists(leaf, min_size=2, max_size=4), st.lists(step, min_size=1, max_size=30),
                     st.lists(leaf, min_size=2, max_size=4))
