@@ -43,6 +43,36 @@ def crad_batched(n):
         return _time_steps(step, n), nodes[-1], first
 
 
+def crad_replay(n, batched):
+    """W2 by replay: the batch's graph captured once (single), or one sample's
+    graph replayed for every sample (batched)."""
+    X, y = _data()
+    with crad.Arena():
+        model = MLP(2, SIZES, seed=0)
+        opt = optim.SGD(model, lr=LR)
+        t0 = time.perf_counter()
+        if batched:
+            tape = crad.capture(lambda x, t: losses.mse(model(x), t), crad.leaves(X[:1]), crad.leaves(y[:1, None]))
+            Xb, yb = X[:, None, :], y[:, None, None]
+
+            def step():
+                model.zero_grad()
+                tape.batch(Xb, yb)
+                opt.step()
+        else:
+            tape = crad.capture(lambda x, t: losses.mse(model(x), t), crad.leaves(X), crad.leaves(y[:, None]))
+            yc = y[:, None]
+
+            def step():
+                model.zero_grad()
+                tape(X, yc, backward=True)
+                opt.step()
+        step()
+        first = time.perf_counter() - t0
+        nodes = tape.computed * (B if batched else 1)
+        return _time_steps(step, n), nodes, first
+
+
 def crad_per_value(n):
     X, y = _data()
     with crad.Arena() as a:
@@ -110,6 +140,8 @@ def torch_tensor(n):
 
 def w2(quick):
     runs = {"crad batched": (crad_batched, 200 if quick else 2000),
+            "crad replay": (lambda n: crad_replay(n, False), 500 if quick else 5000),
+            "crad replay batched": (lambda n: crad_replay(n, True), 500 if quick else 5000),
             "crad per-Value": (crad_per_value, 3 if quick else 20)}
     if installed("micrograd"):
         runs["micrograd"] = (micrograd_step, 2 if quick else 10)

@@ -96,7 +96,8 @@ class Tape:
         self._new_leaf = leaf & new & ~is_input
         self._root = self.root._slot()[1]
         self._compiled = None
-        self.nodes = int(self.order.size)
+        self.nodes = int(self.order.size)  # everything on the tape, leaves included
+        self.computed = int(self._bwd.size)  # the ops: what a replay recomputes
 
     # -- replay -------------------------------------------------------------
     def _write_inputs(self, values):
@@ -227,7 +228,8 @@ class Tape:
         self._scratch = None
 
     def __repr__(self):
-        return f"Tape({self.nodes} nodes, {len(self._in_ids)} inputs, {self.calls} replays)"
+        return (f"Tape({self.computed} computed nodes, {self.nodes - self.computed} leaves, "
+                f"{len(self._in_ids)} inputs, {self.calls} replays)")
 
 
 def capture(fn, *example_inputs, verify=0):

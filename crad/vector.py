@@ -163,11 +163,12 @@ class Vector(DerivedOps):
             c = c.astype(np.float64)
         if exponent is not None:
             c = np.float64(exponent)
-        try:
-            parts = np.broadcast_arrays(x, y) if y.size else np.broadcast_arrays(x, c) if c.size else [x]
-        except ValueError:
-            other_shape = np.shape(y if y.size else c)
-            raise ValueError(f"shapes {x.shape} and {other_shape} do not broadcast") from None
+        parts = [x, y] if y.size else [x, c] if c.size else [x]
+        if len(parts) == 2 and parts[0].shape != parts[1].shape:
+            try:  # copies: numba must not see broadcast views (their writeable flag is deprecated)
+                parts = [np.array(p) for p in np.broadcast_arrays(*parts)]
+            except ValueError:
+                raise ValueError(f"shapes {x.shape} and {parts[1].shape} do not broadcast") from None
         shape = parts[0].shape
         flat = [np.ascontiguousarray(p).reshape(-1) for p in parts]
         x = flat[0].astype(np.int32, copy=False)

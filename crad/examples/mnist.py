@@ -4,6 +4,11 @@ Every step builds the honest graph, one node per scalar mul, add, relu, exp
 and log (about 80,000 nodes per image), back-propagates and frees it. Test
 accuracy is computed without a graph (``model.predict``). A checkpoint is
 written after each epoch; ``--resume`` continues from it.
+
+By default one image's graph is captured once and replayed for every image
+(``crad.capture``, ``Tape.batch``: the same nodes, their values laid out
+(node, sample) so each batch runs as vectorised loops). ``--rebuild``
+builds, back-propagates and frees the batch's graph at every step instead.
 """
 import argparse
 import os
@@ -29,6 +34,7 @@ def parse(argv):
     ap.add_argument("--checkpoint", default="mnist-crad.npz", help="checkpoint path ('' for none)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the graph every step instead of replaying")
     return ap.parse_args(argv)
 
 
@@ -37,9 +43,10 @@ def main(argv=None):
     data = load_mnist(args.data_dir)
     x_train = data["x_train"].reshape(-1, 784) / 255.0
     y_train = data["y_train"].astype(np.int64)
+    onehot = np.eye(10)[y_train]
     x_test = data["x_test"].reshape(-1, 784) / 255.0
     if args.limit:
-        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+        x_train, y_train, onehot = x_train[: args.limit], y_train[: args.limit], onehot[: args.limit]
     rng = np.random.default_rng(args.seed)
     model = MLP(784, [args.hidden, 10], init="he", rng=rng)
     opt = optim.Adam(model, lr=args.lr) if args.optimizer == "adam" else optim.SGD(model, args.lr, 0.9)
@@ -51,6 +58,9 @@ def main(argv=None):
         print(f"resumed from {args.checkpoint} after epoch {start}")
     print(model)
     arena = crad.current_arena()
+    if not args.rebuild:  # one image's graph, replayed for every image
+        tape = crad.capture(lambda x, y: losses.cross_entropy(model(x), y), crad.leaves(x_train[:1]),
+                            crad.leaves(onehot[:1]))
     acc = None
     for epoch in range(start, args.epochs):
         order = rng.permutation(len(x_train))
@@ -58,17 +68,22 @@ def main(argv=None):
         t0, nodes, seen = time.perf_counter(), 0, 0
         for i in bar:
             idx = order[i: i + args.batch_size]
-            loss = losses.cross_entropy(model(x_train[idx]), y_train[idx])
-            nodes += arena.live - model.num_parameters
             model.zero_grad()
-            loss.backward()
+            if args.rebuild:
+                graph = losses.cross_entropy(model(x_train[idx]), y_train[idx])
+                nodes += arena.live - model.num_parameters
+                graph.backward()
+                loss = graph.data
+            else:
+                loss = float(tape.batch(x_train[idx][:, None, :], onehot[idx][:, None, :]).mean())
+                nodes += tape.computed * len(idx)
             opt.step()
             seen += len(idx)
             if (i // args.batch_size) % 20 == 0:
                 dt = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{loss.data:.3f}", samples_s=f"{seen / dt:,.0f}",
+                bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{seen / dt:,.0f}",
                                 nodes_s=f"{nodes / dt / 1e6:.0f}M")
-        del loss
+        graph = None  # a rebuilt step's graph is freed here
         dt = time.perf_counter() - t0
         acc = float((model.predict(x_test).argmax(1) == data["y_test"]).mean())
         print(f"epoch {epoch + 1}: {dt:.1f} s, {seen / dt:,.0f} samples/s, {nodes / dt / 1e6:.0f} M nodes/s, "
