@@ -1,6 +1,8 @@
 """crad: a fast scalar-valued autograd engine (micrograd's API, numba kernels)."""
-from . import datasets, losses, nn, optim
+from . import datasets, debug, losses, nn, optim, viz
+from .anomaly import AnomalyError, detect_anomaly
 from .arena import Arena, StaleValueError, current_arena, default_arena
+from .debug import gradcheck
 from .nn import MLP, Layer, Neuron
 from .ops import Op
 from .tape import Tape, TapeError, capture
@@ -9,6 +11,8 @@ from .vector import Vector, dot, leaves
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "Layer", "Neuron", "datasets", "losses", "nn", "optim", "Arena", "Op",
-           "StaleValueError", "Value", "Vector", "current_arena",
-           "default_arena", "dot", "leaves", "capture", "Tape", "TapeError", "__version__"]
+__all__ = [
+    "AnomalyError", "Arena", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
+    "Vector", "capture", "current_arena", "datasets", "debug", "default_arena", "detect_anomaly", "dot",
+    "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
+]

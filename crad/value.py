@@ -3,6 +3,7 @@ import atexit
 import math
 import numbers
 
+from . import anomaly
 from . import kernels as K
 from .arena import StaleValueError, current_arena
 from .ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, SYMBOL, TANH
@@ -27,7 +28,18 @@ def _emit(a, op, l, r, c):
     if i < 0:
         a.reserve(1)
         i = K.emit(a.F, a.I, a.M, op, l, r, c)
+    if anomaly.active:
+        _checked(a, i, 1)
     return i
+
+
+def _checked(a, i, k):
+    """Anomaly mode: check the k new nodes, freeing them (root i) on a bad value."""
+    try:
+        anomaly.check_new(a, k)
+    except anomaly.AnomalyError:
+        K.release(a.F, a.I, a.M, i)
+        raise
 
 
 def _emit_const(a, op, l, c):
@@ -35,6 +47,8 @@ def _emit_const(a, op, l, c):
     if i < 0:
         a.reserve(2)
         i = K.emit_const(a.F, a.I, a.M, op, l, c)
+    if anomaly.active:
+        _checked(a, i, 2)
     return i
 
 
@@ -251,4 +265,6 @@ class Value(DerivedOps):
         every node it depends on. Gradients add up across calls, as in
         micrograd: zero them (``Module.zero_grad``) between steps."""
         a, i = self._slot()
-        K.backward(a.F, a.I, a.M, i, _BACKWARD_SWEEP)
+        n = K.backward(a.F, a.I, a.M, i, _BACKWARD_SWEEP)
+        if anomaly.active:
+            anomaly.check_backward(a, n)
