@@ -40,13 +40,21 @@ def main(argv=None):
     ap.add_argument("--only", default="W0,W1,W2,W3,W4", help="comma-separated workloads (default: all)")
     ap.add_argument("--json", default="bench/results.json", help="where to write the rows as JSON")
     ap.add_argument("--repeats", type=int, default=5, help="runs per crad figure (median)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run all workloads in this process (default: one fresh process per workload, so "
+                         "that no engine inherits another workload's heap)")
     args = ap.parse_args(argv)
-    only = set(args.only.upper().split(","))
-    mach = common.machine()
-    print("## Machine\n")
-    print("\n".join(f"- {k}: {v}" for k, v in mach.items()))
-    out = dict(machine=mach, quick=args.quick, rows=[])
+    only = [w for w in ("W0", "W1", "W2", "W3", "W4") if w in set(args.only.upper().split(","))]
+    if not only:
+        ap.error("--only names none of W0, W1, W2, W3, W4")
     t0 = time.perf_counter()
+    if len(only) > 1 and not args.in_process:
+        return _isolated(args, only, t0)
+    mach = common.machine()
+    if not args.in_process or len(only) > 1:
+        print("## Machine\n")
+        print("\n".join(f"- {k}: {v}" for k, v in mach.items()))
+    out = dict(machine=mach, quick=args.quick, rows=[])
 
     def section(title, rows, columns, key=None, higher_is_better=True):
         if key:
@@ -87,6 +95,38 @@ def main(argv=None):
             section("W4: MNIST epoch, MLP 784-50-10, batch 32" + note, mnist.w4(args.quick),
                     ["engine", "images", "s_per_epoch", "capture_s", "samples_per_s", "nodes_per_s",
                      "nodes_per_image", "test_accuracy"])
+    print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1, default=str)
+    print(f"rows written to {args.json}")
+
+
+def _isolated(args, only, t0):
+    """Each workload in a fresh process; their rows merged into one JSON."""
+    import os
+    import subprocess
+    import tempfile
+    mach = common.machine()
+    print("## Machine\n")
+    print("\n".join(f"- {k}: {v}" for k, v in mach.items()))
+    sys.stdout.flush()
+    out = dict(machine=mach, quick=args.quick, rows=[])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for w in only:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            part = f.name
+        cmd = [sys.executable, "-m", "bench", "--only", w, "--json", part, "--repeats", str(args.repeats),
+               "--in-process"] + (["--quick"] if args.quick else [])
+        done = subprocess.run(cmd, cwd=root, stdout=subprocess.PIPE, text=True)
+        text = done.stdout.split("\n(bench ran")[0]
+        print(text.rstrip())
+        sys.stdout.flush()
+        if done.returncode == 0:
+            with open(part) as f:
+                out["rows"].extend(json.load(f)["rows"])
+        else:
+            print(f"\n({w} failed with exit code {done.returncode})")
+        os.unlink(part)
     print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1, default=str)

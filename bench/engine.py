@@ -121,23 +121,55 @@ def w0(sizes, repeats, peer_max):
     return rows
 
 
+_MEMORY_PROBE = """
+import gc, sys
+import numpy as np
+from bench.common import rss_bytes
+n = {n}
+rng = np.random.default_rng(1)
+x, y = rng.normal(size=n), rng.normal(size=n)
+engine = {engine!r}
+if engine == "crad":
+    import crad
+    arena = crad.Arena(capacity=4 * n)  # no doubling slack; np.zeros maps pages as they are touched
+    make = None
+elif engine == "micrograd":
+    from micrograd.engine import Value as make
+else:
+    import torch
+    make = lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+def build(x, y):
+    if engine == "crad":
+        return crad.dot(crad.leaves(x, arena=arena), crad.leaves(y, arena=arena))
+    a = [make(v) for v in x]; b = [make(v) for v in y]
+    s = a[0] * b[0]
+    for i in range(1, len(a)):
+        s = s + a[i] * b[i]
+    return s, a, b
+warm = build(x[:10], y[:10])  # load compiled code and caches before measuring
+gc.collect(); gc.disable()
+before = rss_bytes()
+graph = build(x, y)
+grown = rss_bytes() - before
+print(grown / (4 * n - 1))
+"""
+
+
 def w0_memory(n):
-    """Bytes per node for W0 at size n, by RSS growth, for every engine alike."""
-    rng = np.random.default_rng(1)
-    x, y = rng.normal(size=n), rng.normal(size=n)
-    nodes = 4 * n - 1
-    builds = {"crad": lambda: _hold(crad.dot, crad.leaves(x), crad.leaves(y))}
-    if installed("micrograd"):
-        from micrograd.engine import Value as MG
-        builds["micrograd"] = lambda: _python_graph(MG, x, y)
-    if installed("torch"):
-        import torch
-        builds["torch scalar"] = lambda: _python_graph(
-            lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True), x, y)
-    with crad.Arena(capacity=nodes):  # crad's figure: the columns' cost, no doubling slack
-        rows = [dict(workload="W0 memory", engine=k, N=n, nodes=nodes,
-                     bytes_per_node=_bytes_per_node(b, nodes)) for k, b in builds.items()]
-        rows[0]["arena_bytes_per_slot"] = crad.current_arena().bytes_per_node
+    """Bytes per node for W0 at size n: RSS growth while the graph is built,
+    each engine in a fresh process (so no engine reuses another's pages)."""
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    engines = ["crad"] + [e for e, mod in (("micrograd", "micrograd"), ("torch scalar", "torch")) if installed(mod)]
+    rows = []
+    for e in engines:
+        code = _MEMORY_PROBE.format(n=n, engine=e)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                             env=dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", "")))
+        value = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else f"failed: {out.stderr[-200:]}"
+        rows.append(dict(workload="W0 memory", engine=e, N=n, nodes=4 * n - 1, bytes_per_node=value))
+    rows[0]["arena_bytes_per_slot"] = crad.Arena(capacity=1).bytes_per_node
     return rows
 
 

@@ -194,41 +194,68 @@ def _cascade(F, I, M, sp, hi, lo):
     """Free the nodes listed in I[STACK, :sp] (their counts are zero) and,
     iteratively, every operand whose count that brings to zero.
 
-    hi, lo: the highest listed slot and the lowest LOW among them (-1 if any
-    is unordered). A dense ordered graph is freed in descending slot order,
-    so the LIFO free list gives its slots back in ascending order and the
-    next graph built from them is ordered again (backward by a sweep).
+    hi: the highest listed slot; lo: the lowest LOW among them, or -1 if any
+    is unordered. For an ordered graph every operand sits below its user, so
+    one descending sweep from hi frees everything, and stops as soon as no
+    discovered node is pending; nodes are then freed in descending slot order,
+    the LIFO free list gives them back in ascending order, and the next graph
+    built from them is ordered again. A sweep that scans far more slots than it
+    frees (a small graph over a wide range) falls back to the explicit stack,
+    which lists every discovered node (freed ones are skipped by parity).
     Returns the number freed.
     """
+    head = M[M_FREE_HEAD]
     n = 0
-    while sp > 0:  # AUX collects what STACK pops
+    pending = sp
+    i = hi
+    scanned = 0
+    while lo >= 0 and pending > 0 and i >= lo:
+        if I[REFS, i] == 0 and I[GEN, i] & 1:
+            pending -= 1
+            l, r = I[LHS, i], I[RHS, i]
+            I[GEN, i] += 1  # odd -> even: vacant; every handle to it is now stale
+            I[LHS, i] = head
+            head = i
+            n += 1
+            if l >= 0:
+                I[REFS, l] -= 1
+                if I[REFS, l] == 0:
+                    I[STACK, sp] = l
+                    sp += 1
+                    pending += 1
+            if r >= 0:
+                I[REFS, r] -= 1
+                if I[REFS, r] == 0:
+                    I[STACK, sp] = r
+                    sp += 1
+                    pending += 1
+        i -= 1
+        scanned += 1
+        if scanned > 4 * (n + pending) + 64:
+            break
+    while pending > 0 and sp > 0:  # the general path: pop what is still live
         sp -= 1
         i = I[STACK, sp]
-        I[AUX, n] = i
-        n += 1
+        if not (I[GEN, i] & 1):
+            continue
+        pending -= 1
         l, r = I[LHS, i], I[RHS, i]
+        I[GEN, i] += 1
+        I[LHS, i] = head
+        head = i
+        n += 1
         if l >= 0:
             I[REFS, l] -= 1
             if I[REFS, l] == 0:
                 I[STACK, sp] = l
                 sp += 1
+                pending += 1
         if r >= 0:
             I[REFS, r] -= 1
             if I[REFS, r] == 0:
                 I[STACK, sp] = r
                 sp += 1
-    if lo >= 0 and hi - lo <= 4 * n:
-        k = 0
-        for i in range(hi, lo - 1, -1):
-            if I[REFS, i] == 0 and I[GEN, i] & 1:
-                I[AUX, k] = i
-                k += 1
-    head = M[M_FREE_HEAD]
-    for k in range(n):
-        i = I[AUX, k]
-        I[GEN, i] += 1  # odd -> even: vacant; every handle to it is now stale
-        I[LHS, i] = head
-        head = i
+                pending += 1
     M[M_FREE_HEAD] = head
     M[M_NFREE] += n
     M[M_LIVE] -= n
@@ -279,29 +306,16 @@ def _next_epoch(I, M):
 
 
 @njit
-def _order(I, M, root, sweep):
+def _order(I, M, root):
     """List root's graph in I[STACK, :n], users before operands; return n.
 
-    With sweep and LOW[root] >= 0, descending slot order is such an order:
-    one pass marks what root reaches. Otherwise Kahn's algorithm: count each
-    node's users in AUX (pass 1, a DFS on STACK), then queue a node once all
-    its users are queued (pass 2, the queue is the list itself).
+    Kahn's algorithm: count each node's users in AUX (pass 1, a DFS on
+    STACK, with epoch marks instead of a visited set), then queue a node once
+    all its users are queued (pass 2; the queue is the list itself). The order
+    depends only on the graph's structure, never on slot numbers.
     """
     e = _next_epoch(I, M)
     I[MARK, root] = e
-    lo = I[LOW, root]
-    n = 0
-    if sweep and lo >= 0:
-        for i in range(root, lo - 1, -1):
-            if I[MARK, i] == e:
-                I[STACK, n] = i
-                n += 1
-                l, r = I[LHS, i], I[RHS, i]
-                if l >= 0:
-                    I[MARK, l] = e
-                if r >= 0:
-                    I[MARK, r] = e
-        return n
     I[AUX, root] = 0
     I[STACK, 0] = root
     sp = 1
@@ -350,10 +364,39 @@ def _apply_order(F, I, order, n):
 @njit
 def backward(F, I, M, root, sweep):
     """Seed grad[root] = 1 and accumulate (+=) the chain rule into everything
-    root depends on, in an order from ``_order``. Returns the nodes visited."""
-    n = _order(I, M, root, sweep)
+    root depends on. Returns n; the nodes visited are left in I[STACK, :n],
+    users first.
+
+    With sweep and LOW[root] >= 0, the rule is applied during the marking
+    sweep itself (descending slots are a reverse topological order: a node's
+    gradient is complete when the sweep reaches it). Otherwise Kahn's order
+    (``_order``), then the rule along it.
+    """
     F[GRAD, root] = 1.0
-    _apply_order(F, I, I[STACK], n)
+    lo = I[LOW, root]
+    if not (sweep and lo >= 0):
+        n = _order(I, M, root)
+        _apply_order(F, I, I[STACK], n)
+        return n
+    e = _next_epoch(I, M)
+    I[MARK, root] = e
+    n = 0
+    for i in range(root, lo - 1, -1):
+        if I[MARK, i] != e:
+            continue
+        I[STACK, n] = i
+        n += 1
+        op = I[OP, i]
+        if op == LEAF:
+            continue
+        l, r = I[LHS, i], I[RHS, i]
+        y = F[DATA, r] if r >= 0 else 0.0
+        gx, gy = rule(op, F[DATA, l], y, F[ARG, i], F[DATA, i], F[GRAD, i])
+        F[GRAD, l] += gx
+        I[MARK, l] = e
+        if r >= 0:
+            F[GRAD, r] += gy
+            I[MARK, r] = e
     return n
 
 
@@ -361,11 +404,10 @@ def backward(F, I, M, root, sweep):
 def order_of(I, M, root, out):
     """Kahn's order of root's graph (users first) into out (int32, (cap,)).
 
-    Kahn's order depends only on the graph's structure, never on slot
-    numbers, so two traces of the same computation list their nodes at the
-    same positions (``capture`` compares re-traces this way). Returns n.
+    Two traces of the same computation list their nodes at the same
+    positions (``capture`` compares re-traces this way). Returns n.
     """
-    n = _order(I, M, root, False)
+    n = _order(I, M, root)
     for t in range(n):
         out[t] = I[STACK, t]
     return n

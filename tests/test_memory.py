@@ -74,3 +74,18 @@ def test_training_graphs_stay_ordered(arena):
         loss = crad.dot(params, x).relu()
         assert arena.I[crad.kernels.LOW, loss._i] >= 0
         del x, loss
+
+
+def test_release_across_a_wide_gap_falls_back_to_the_stack(arena):
+    """An ordered graph whose freed nodes lie far apart, with live nodes between:
+    the sweep gives up after a bounded scan and the stack finishes the job."""
+    x = Value(1.0)                        # slot 0
+    big = crad.leaves(np.ones(10_000))    # live nodes in between
+    y = x * 2.0                           # above them; x becomes unowned once its handle goes
+    xi = x._i
+    del x
+    assert arena.live == 10_003
+    del y
+    assert arena.live == 10_000 and not (arena.I[crad.kernels.GEN, xi] & 1)
+    big.release()
+    assert arena.live == 0
