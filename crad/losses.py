@@ -11,8 +11,7 @@ from .vector import Vector
 
 def _vector(pred, what):
     if isinstance(pred, Value):
-        from .vector import Vector as V
-        return V([pred])
+        return Vector([pred])
     if not isinstance(pred, Vector):
         raise TypeError(f"{what} must be a Vector (a model's batched output), not {type(pred).__name__}")
     return pred

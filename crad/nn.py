@@ -19,7 +19,7 @@ import numpy as np
 
 from . import kernels as K
 from .arena import current_arena
-from .value import Value, wrap
+from .value import Value
 from .vector import Vector, _checked, leaves
 
 FORMAT = "crad-mlp-1"
@@ -335,4 +335,4 @@ def _batch(x, nin, arena):
     return leaves(_as_batch_array(x, nin), arena=arena)
 
 
-__all__ = ["CheckpointError", "Layer", "MLP", "Module", "Neuron", "wrap"]
+__all__ = ["CheckpointError", "Layer", "MLP", "Module", "Neuron"]

@@ -19,6 +19,7 @@ harmless (softmax does not depend on it).
 import numpy as np
 
 from . import kernels as K
+from .arena import StaleValueError
 from .ops import LEAF, POW
 from .value import Value
 from .vector import Vector
@@ -61,13 +62,16 @@ class Tape:
         self.fn, self.arena = fn, a
         self.inputs = [x.retain() if isinstance(x, Value) else x[...] for x in inputs]
         self._in_ids = [p[1] for p in parts]
+        self._flat_inputs = np.concatenate(self._in_ids)
         self._in_shapes = [p[2] for p in parts]
         self.verify = 100 if verify is True else int(verify or 0)
         self.calls = 0
         self._record()
 
     def _trace(self):
-        """Run fn once; return (outputs handle(s), root Value, order ids, new-leaf mask)."""
+        """Run fn once: (its output, the root Value, the root's graph in Kahn's
+        order, and a mask of the constant leaves fn made, which a rebuilt graph
+        would make afresh; told apart from parameters by the generations)."""
         a = self.arena
         top = int(a.M[K.M_TOP])
         snapshot = a.I[K.GEN, :top].copy()
@@ -82,25 +86,29 @@ class Tape:
         new = order >= top
         old = ~new
         new[old] = a.I[K.GEN][order[old]] != snapshot[order[old]]
-        return out, root, order, new
+        new_leaf = new & (a.I[K.OP][order] == LEAF) & ~np.isin(order, self._flat_inputs)
+        return out, root, order, new_leaf
 
     def _record(self):
         a = self.arena
-        self.outputs, self.root, self.order, new = self._trace()
-        ops = a.I[K.OP][self.order]
-        leaf = ops == LEAF
-        is_input = np.isin(self.order, np.concatenate(self._in_ids))
+        self.outputs, self.root, self.order, self._new_leaf = self._trace()
+        leaf = a.I[K.OP][self.order] == LEAF
         self._bwd = self.order[~leaf].copy()
         self._fwd = self._bwd[::-1].copy()
-        self._zero = self.order[is_input | (leaf & new)].copy()  # fresh leaves of a rebuilt graph
-        self._new_leaf = leaf & new & ~is_input
+        # a rebuilt graph's fresh leaves: the inputs and fn's constants
+        self._zero = self.order[np.isin(self.order, self._flat_inputs) | self._new_leaf].copy()
         self._root = self.root._slot()[1]
         self._compiled = None
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
         self.computed = int(self._bwd.size)  # the ops: what a replay recomputes
 
     # -- replay -------------------------------------------------------------
+    def _live(self):
+        if self.root is None:
+            raise StaleValueError("this tape was released; capture again")
+
     def _write_inputs(self, values):
+        self._live()
         if len(values) != len(self._in_ids):
             raise ValueError(f"this tape takes {len(self._in_ids)} inputs, got {len(values)}")
         arrays = []
@@ -131,16 +139,16 @@ class Tape:
     def backward(self):
         """Backward over the tape, as a rebuilt graph's backward would do it:
         the tape's own grads restart at zero; parameters accumulate (+=)."""
+        self._live()
         a = self.arena
         K.tape_backward(a.F, a.I, self._bwd, self._zero, self._root)
 
     def check(self):
         """Re-trace fn and raise TapeError if the graph's structure changed."""
-        a = self.arena
-        out, root, order, new = self._trace()
+        self._live()
+        out, root, order, new_leaf = self._trace()
         try:
-            mine, theirs = self._encode(self.order, self._new_leaf), self._encode(order, new & (
-                a.I[K.OP][order] == LEAF) & ~np.isin(order, np.concatenate(self._in_ids)))
+            mine, theirs = self._encode(self.order, self._new_leaf), self._encode(order, new_leaf)
             if len(mine[0]) != len(theirs[0]) or not all(np.array_equal(x, y) for x, y in zip(mine, theirs)):
                 raise TapeError("fn built a different graph than the one captured (it branches on data in "
                                 f"Python?): {len(theirs[0])} nodes now, {len(mine[0])} captured. Capture again "
@@ -174,8 +182,7 @@ class Tape:
         kind[leaf] = _KIND_PARAM
         kind[self._new_leaf[::-1]] = _KIND_CONST
         col = np.full(n, -1, np.int32)
-        flat_inputs = np.concatenate(self._in_ids)
-        where = {int(s): c for c, s in enumerate(flat_inputs)}
+        where = {int(s): c for c, s in enumerate(self._flat_inputs)}
         for p in np.flatnonzero(leaf):
             c = where.get(int(slot[p]))
             if c is not None:
@@ -193,6 +200,7 @@ class Tape:
 
         The arena's node values are left as they were (each sample has its
         own values, laid out (node, sample) in scratch arrays)."""
+        self._live()
         if self._compiled is None:
             self._compile()
         if len(values) != len(self._in_ids):

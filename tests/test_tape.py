@@ -120,8 +120,12 @@ def test_dropping_the_tape_frees_its_graph(arena):
         tape(np.zeros((4, 2)), np.ones((4, 1)), backward=True)
     # the tape's graph: parameters, the 12 input leaves, and the nodes it made
     assert arena.live == tape.nodes == with_inputs + (tape.nodes - 12 - model.num_parameters)
-    del tape
+    tape.release()
     assert arena.live == with_inputs
+    for use in (lambda: tape(np.zeros((4, 2)), np.ones((4, 1))), tape.backward, tape.check,
+                lambda: tape.batch(np.zeros((3, 4, 2)), np.ones((3, 4, 1)))):
+        with pytest.raises(crad.StaleValueError):
+            use()
     del x, y
     assert arena.live == base
 
