@@ -164,9 +164,39 @@ def _epoch(X, y, Xt, yt, n, replay):
                 samples_per_s=n / dt, nodes_per_s=nodes / dt, nodes_per_image=nodes / n, test_accuracy=acc)
 
 
+def _torch_epoch(X, y, Xt, yt):
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10)).double()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    Xs, ys = torch.tensor(X), torch.tensor(y)
+    order = torch.tensor(np.random.default_rng(0).permutation(len(X)))
+    t = time.perf_counter()
+    for i in range(0, len(X), 32):
+        idx = order[i:i + 32]
+        loss = torch.nn.functional.cross_entropy(model(Xs[idx]), ys[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dt = time.perf_counter() - t
+    with torch.no_grad():
+        acc = float((model(torch.tensor(Xt)).argmax(1).numpy() == yt).mean())
+    return dict(workload="W4", engine="torch tensor", images=len(X), s_per_epoch=dt, samples_per_s=len(X) / dt,
+                test_accuracy=acc)
+
+
 def w4(quick):
     """A full epoch of 784-50-10, rebuilt and replayed (quick: the first 6,400
-    images rebuilt, extrapolated; the replayed epoch is always full)."""
+    images rebuilt, extrapolated; the replayed epoch is always full), with
+    micrograd's epoch extrapolated from a few images and PyTorch tensor mode."""
     X, y, Xt, yt = data()
-    return [_epoch(X, y, Xt, yt, 6400 if quick else len(X), replay=False),
+    rows = [_epoch(X, y, Xt, yt, 6400 if quick else len(X), replay=False),
             _epoch(X, y, Xt, yt, len(X), replay=True)]
+    if installed("micrograd"):
+        k = 2 if quick else 5
+        t = micrograd_sample(X, y, 50, k)
+        rows.append(dict(workload="W4", engine=f"micrograd ({k} images, extrapolated)", images=k,
+                         s_per_epoch=t * len(X), samples_per_s=1 / t))
+    if installed("torch"):
+        rows.append(_torch_epoch(X, y, Xt, yt))
+    return rows

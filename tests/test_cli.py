@@ -1,0 +1,37 @@
+"""The crad command: every subcommand answers --help, and does its job."""
+import pytest
+
+import crad
+from crad import cli
+
+
+def test_help_everywhere(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0 and "train" in capsys.readouterr().out
+    cli.main(["train", "--help"])
+    assert "toy" in capsys.readouterr().out
+    for sub in (["train", "toy", "--help"], ["train", "moons", "--help"], ["train", "mnist", "--help"],
+                ["info", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(sub)
+        assert e.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_bench_help_from_a_checkout(capsys, monkeypatch):
+    import os
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--help"])
+    assert e.value.code == 0 and "--quick" in capsys.readouterr().out
+
+
+def test_train_and_info(capsys):
+    with crad.Arena():
+        cli.main(["train", "toy", "--steps", "20"])
+    assert "final loss" in capsys.readouterr().out
+    cli.main(["info"])
+    out = capsys.readouterr().out
+    assert "numba" in out and "default arena" in out
+    with pytest.raises(SystemExit, match="unknown example"):
+        cli.main(["train", "nope"])
