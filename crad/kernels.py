@@ -21,6 +21,7 @@ Invariants every kernel keeps (the tests check them):
   is a reverse topological order of root's graph: backward is one sweep.
 - A kernel that emits nodes is called only after the facade has made room
   (``Arena.reserve``), except ``emit`` and ``emit_const``, which return -1.
+  It leaves the k nodes it made listed in I[STACK, :k] (anomaly mode reads them).
 
 Performance rule: a helper that takes arrays costs an atomic incref/decref
 of each array per call (numba's NRT), so per-node helpers take scalars only
@@ -61,6 +62,12 @@ def _take_many(F, I, M, k):
         I[GEN, i] += 1  # even -> odd: live
         I[REFS, i] = 0
         F[GRAD, i] = 0.0
+    _commit(M, head, nfree, top, k)
+
+
+@njit
+def _commit(M, head, nfree, top, k):
+    """Store the allocator's counters after k slots were taken."""
     M[M_FREE_HEAD], M[M_NFREE], M[M_TOP] = head, nfree, top
     M[M_LIVE] += k
     M[M_MADE] += k
@@ -133,17 +140,28 @@ def emit_const(F, I, M, op, l, c):
 def emit_leaves(F, I, M, x, out):
     """Leaves of values x (float64, (n,)); their slots into out (int32, (n,)).
 
-    Each leaf is owned by the caller. Needs room for n nodes.
+    Each leaf is owned by the caller. Needs room for n nodes. One pass, the
+    slots taken as in ``_take_many``: a leaf has no operand to retain.
     """
     n = x.shape[0]
-    _take_many(F, I, M, n)
+    head, nfree, top = M[M_FREE_HEAD], M[M_NFREE], M[M_TOP]
     for t in range(n):
-        i = I[STACK, t]
-        I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i] = LEAF, -1, -1, x[t]
+        if nfree > 0:
+            i = head
+            head = I[LHS, i]
+            nfree -= 1
+        else:
+            i = top
+            top += 1
+        I[STACK, t] = i
+        I[GEN, i] += 1  # even -> odd: live
+        F[GRAD, i] = 0.0
+        v = x[t]
+        I[OP, i], I[LHS, i], I[RHS, i], I[LOW, i], I[REFS, i] = LEAF, -1, -1, i, 1
+        F[ARG, i] = v
+        F[DATA, i] = v
         out[t] = i
-    _finish(F, I, n)
-    for t in range(n):
-        I[REFS, out[t]] = 1
+    _commit(M, head, nfree, top, n)
 
 
 @njit
@@ -151,22 +169,32 @@ def emit_dot(F, I, M, u, v):
     """sum_k u[k] * v[k] as a scalar graph: one MUL per pair, a chain of ADDs.
 
     u, v: int32, (n,), n >= 1, live slots. Returns the root, owned by the
-    caller. Needs room for 2n - 1 nodes.
+    caller. Needs room for 2n - 1 nodes. Wiring and finishing are fused (as
+    in emit_layer): each new node has exactly one user.
     """
     n = u.shape[0]
     _take_many(F, I, M, 2 * n - 1)
-    s = -1
+    s, sv, lo = -1, 0.0, 0
     for k in range(n):  # list order: m0, m1, s1, m2, s2, ...
         m = I[STACK, max(2 * k - 1, 0)]
-        I[OP, m], I[LHS, m], I[RHS, m] = MUL, u[k], v[k]
-        if k > 0:
-            a = I[STACK, 2 * k]
-            I[OP, a], I[LHS, a], I[RHS, a] = ADD, s, m
-            s = a
-        else:
-            s = m
-    _finish(F, I, 2 * n - 1)
-    I[REFS, s] += 1
+        a, b = u[k], v[k]
+        mv = F[DATA, a] * F[DATA, b]
+        I[OP, m], I[LHS, m], I[RHS, m], I[REFS, m] = MUL, a, b, 1
+        F[DATA, m] = mv
+        I[REFS, a] += 1
+        I[REFS, b] += 1
+        lm = _fold_low(_fold_low(m, m, a, I[LOW, a]), m, b, I[LOW, b])
+        I[LOW, m] = lm
+        if k == 0:
+            s, sv, lo = m, mv, lm
+            continue
+        t = I[STACK, 2 * k]
+        sv = sv + mv
+        I[OP, t], I[LHS, t], I[RHS, t], I[REFS, t] = ADD, s, m, 1
+        F[DATA, t] = sv
+        lo = _fold_low(_fold_low(t, t, s, lo), t, m, lm)
+        I[LOW, t] = lo
+        s = t
     return s
 
 
