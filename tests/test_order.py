@@ -1,0 +1,63 @@
+"""Marks and topological order: Kahn's order, the sweep's order, epoch marks."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import crad
+from crad import Value
+from crad import kernels as K
+
+edges = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.booleans()), min_size=1, max_size=60)
+
+
+def build(spec):
+    """A random DAG of adds and muls over three leaves, with sharing and a*a."""
+    nodes = [Value(1.0), Value(2.0), Value(0.5)]
+    for i, j, mul in spec:
+        a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
+        nodes.append(a * b if mul else a + b)
+    return nodes
+
+
+@settings(max_examples=100, deadline=None)
+@given(edges)
+def test_order_lists_each_node_once_after_all_its_users(spec):
+    with crad.Arena(capacity=4) as a:
+        nodes = build(spec)
+        root = nodes[-1]._i
+        order = np.empty(a.capacity, np.int32)
+        n = K.order_of(a.I, a.M, root, order)
+        order = order[:n]
+        assert len(set(order.tolist())) == n and order[0] == root
+        reach, stack = set(), [root]
+        while stack:  # what the root reaches, by the model
+            i = stack.pop()
+            if i not in reach:
+                reach.add(i)
+                stack.extend(j for j in (a.I[K.LHS, i], a.I[K.RHS, i]) if a.I[K.OP, i] != 0 and j >= 0)
+        assert set(order.tolist()) == reach
+        pos = {int(s): p for p, s in enumerate(order)}
+        for s in order:
+            if a.I[K.OP, s] != 0:
+                for j in (a.I[K.LHS, s], a.I[K.RHS, s]):
+                    if j >= 0:
+                        assert pos[int(j)] > pos[int(s)]  # operands after their users
+
+
+def test_sweep_visits_exactly_the_graph(arena):
+    nodes = build([(0, 1, True), (3, 2, False), (3, 4, True), (0, 0, True)])
+    unrelated = Value(7.0) * 3.0  # in the slot range, not in the graph
+    n = K.backward(arena.F, arena.I, arena.M, nodes[-1]._i, True)
+    assert arena.I[K.LOW, nodes[-1]._i] >= 0  # ordered: the sweep ran
+    visited = set(arena.I[K.STACK, :n].tolist())
+    assert unrelated._i not in visited and nodes[-1]._i in visited and nodes[0]._i in visited
+    assert unrelated.grad == 0.0
+
+
+def test_epoch_marks_wrap_around(arena):
+    a = Value(3.0)
+    b = a * a
+    arena.M[K.M_EPOCH] = 2**31 - 3  # the next backward passes the wrap point
+    for _ in range(3):
+        b.backward()
+    assert 1 <= arena.M[K.M_EPOCH] <= 3 and a.grad == 3 * 6.0
