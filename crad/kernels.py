@@ -234,43 +234,28 @@ def _cascade(F, I, M, sp, hi, lo):
     """
     head = M[M_FREE_HEAD]
     n = 0
-    pending = sp
-    i = hi
-    scanned = 0
-    while lo >= 0 and pending > 0 and i >= lo:
-        if I[REFS, i] == 0 and I[GEN, i] & 1:
-            pending -= 1
-            l, r = I[LHS, i], I[RHS, i]
-            I[GEN, i] += 1  # odd -> even: vacant; every handle to it is now stale
-            I[LHS, i] = head
-            head = i
-            n += 1
-            if l >= 0:
-                I[REFS, l] -= 1
-                if I[REFS, l] == 0:
-                    I[STACK, sp] = l
-                    sp += 1
-                    pending += 1
-            if r >= 0:
-                I[REFS, r] -= 1
-                if I[REFS, r] == 0:
-                    I[STACK, sp] = r
-                    sp += 1
-                    pending += 1
-        i -= 1
-        scanned += 1
-        if scanned > 4 * (n + pending) + 64:
-            break
-    while pending > 0 and sp > 0:  # the general path: pop what is still live
-        sp -= 1
-        i = I[STACK, sp]
-        if not (I[GEN, i] & 1):
-            continue
+    pending = sp  # discovered (count zero), not yet freed; all are on STACK
+    sweeping = lo >= 0
+    i = hi + 1
+    while pending > 0:
+        if sweeping:  # next candidate: the next slot down
+            i -= 1
+            if i < lo or hi - i > 4 * (n + pending) + 64:
+                sweeping = False
+                continue
+            if I[REFS, i] != 0 or not (I[GEN, i] & 1):
+                continue
+            j = i
+        else:  # next candidate: the stack (already freed entries are skipped)
+            sp -= 1
+            j = I[STACK, sp]
+            if not (I[GEN, j] & 1):
+                continue
         pending -= 1
-        l, r = I[LHS, i], I[RHS, i]
-        I[GEN, i] += 1
-        I[LHS, i] = head
-        head = i
+        l, r = I[LHS, j], I[RHS, j]
+        I[GEN, j] += 1  # odd -> even: vacant; every handle to it is now stale
+        I[LHS, j] = head
+        head = j
         n += 1
         if l >= 0:
             I[REFS, l] -= 1
