@@ -53,9 +53,22 @@ def _emit_const(a, op, l, c):
 
 
 class DerivedOps:
-    """The operators micrograd builds from the primitives, shared by Value and
-    Vector so both make the same nodes: -x is x * -1, c - x is (-x) + c, c / x
-    is x ** -1 * c, and the reflected + and * put the handle on the left."""
+    """What Value and Vector share on top of their own ``_unary(op)``, ``+``,
+    ``*`` and ``**``: the unary primitives, and the operators micrograd builds
+    from the primitives, so both make the same nodes: -x is x * -1, c - x is
+    (-x) + c, c / x is x ** -1 * c, the reflected + and * put the handle left."""
+
+    def relu(self):
+        return self._unary(RELU)
+
+    def exp(self):
+        return self._unary(EXP)
+
+    def log(self):
+        return self._unary(LOG)
+
+    def tanh(self):
+        return self._unary(TANH)
 
     def __neg__(self):
         return self * -1.0
@@ -232,18 +245,6 @@ class Value(DerivedOps):
 
     def __rpow__(self, other):
         raise TypeError("a Value exponent is not supported; for c ** v use (v * math.log(c)).exp()")
-
-    def relu(self):
-        return self._unary(RELU)
-
-    def exp(self):
-        return self._unary(EXP)
-
-    def log(self):
-        return self._unary(LOG)
-
-    def tanh(self):
-        return self._unary(TANH)
 
     # Built from the primitives exactly as micrograd builds them (see DerivedOps).
     def __sub__(self, other):

@@ -6,7 +6,7 @@ import numpy as np
 from . import anomaly
 from . import kernels as K
 from .arena import StaleValueError, current_arena
-from .ops import ADD, EXP, LOG, MUL, POW, RELU, TANH
+from .ops import ADD, MUL, POW
 from .value import EXITING, DerivedOps, Value, as_float, wrap
 
 _NO_IDS = np.empty(0, np.int32)
@@ -194,17 +194,8 @@ class Vector(DerivedOps):
             raise TypeError("only constant (int or float) exponents are supported")
         return self._map(POW, exponent=as_float(exponent, "exponent"))
 
-    def relu(self):
-        return self._map(RELU)
-
-    def exp(self):
-        return self._map(EXP)
-
-    def log(self):
-        return self._map(LOG)
-
-    def tanh(self):
-        return self._map(TANH)
+    def _unary(self, op):
+        return self._map(op)
 
     # Built from the primitives exactly as micrograd builds the scalar forms.
     def __sub__(self, other):
