@@ -1,5 +1,5 @@
 """crad: a fast scalar-valued autograd engine (micrograd's API, numba kernels)."""
-from . import datasets, debug, losses, nn, optim, viz
+from . import datasets, debug, engine, losses, nn, optim, viz
 from .anomaly import AnomalyError, detect_anomaly
 from .arena import Arena, StaleValueError, current_arena, default_arena
 from .debug import gradcheck
@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AnomalyError", "Arena", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
     "Vector", "capture", "current_arena", "datasets", "debug", "default_arena", "detect_anomaly", "dot",
-    "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
+    "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
 ]
