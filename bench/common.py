@@ -15,11 +15,6 @@ def rss_bytes():
         return 0
 
 
-def peak_rss_bytes():
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def median_phases(run, repeats):
     """Run ``run()`` (returning a dict of phase -> seconds) and take medians."""
     results = [run() for _ in range(repeats)]

@@ -8,7 +8,7 @@ import numpy as np
 
 import crad
 
-from .common import Clock, installed, median_phases, rss_bytes
+from .common import Clock, installed, median_phases
 
 
 def _python_w0(make, x, y, backward):
@@ -38,21 +38,6 @@ def _crad_bulk_w0(x, y):
     del s, u, v
     c.lap("free")
     return c.phases
-
-
-def _bytes_per_node(build, nodes):
-    """RSS growth while the graph is alive, per node (measured alike for all)."""
-    gc.collect()
-    gc.disable()
-    try:
-        before = rss_bytes()
-        graph = build()
-        grown = rss_bytes() - before
-        del graph
-    finally:
-        gc.enable()
-        gc.collect()
-    return grown / nodes
 
 
 def _in_big_stack(fn):
@@ -171,19 +156,6 @@ def w0_memory(n):
         rows.append(dict(workload="W0 memory", engine=e, N=n, nodes=4 * n - 1, bytes_per_node=value))
     rows[0]["arena_bytes_per_slot"] = crad.Arena(capacity=1).bytes_per_node
     return rows
-
-
-def _hold(f, *args):
-    return (f(*args), args)
-
-
-def _python_graph(make, x, y):
-    a = [make(v) for v in x]
-    b = [make(v) for v in y]
-    s = a[0] * b[0]
-    for i in range(1, len(a)):
-        s = s + a[i] * b[i]
-    return s, a, b
 
 
 def _chain(make, depth):

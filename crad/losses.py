@@ -62,15 +62,10 @@ def hinge(scores, y, parameters=None, alpha=1e-4):
     L2 term is added when parameters (a Vector or a Module) are given.
     """
     scores = _vector(scores, "scores").reshape(-1)
-    if isinstance(y, Vector):
-        y = y.reshape(-1)
-        neg_y = -y
-    else:
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        neg_y = -y
+    y = y.reshape(-1) if isinstance(y, Vector) else np.asarray(y, dtype=np.float64).reshape(-1)
     if y.shape != scores.shape:
         raise ValueError(f"y must have {scores.size} labels, got {y.size}")
-    loss = (scores * neg_y + 1.0).relu().mean()
+    loss = (scores * -y + 1.0).relu().mean()
     if parameters is not None:
         p = parameters.parameters() if hasattr(parameters, "parameters") else parameters
         loss = loss + (p * p).sum() * alpha
