@@ -60,19 +60,18 @@ def _in_big_stack(fn):
 
 
 def engines():
-    """name -> (W0 runner(x, y) -> phases, graph builder for memory) for what is installed."""
-    out = {}
-    out["crad bulk"] = (_crad_bulk_w0, lambda x, y: crad.dot(crad.leaves(x), crad.leaves(y)))
+    """name -> W0 runner(x, y) -> phases, for what is installed."""
+    out = {"crad bulk": _crad_bulk_w0}
 
     def facade(x, y):
         return _python_w0(crad.Value, x, y, lambda s: s.backward())
-    out["crad facade"] = (facade, None)
+    out["crad facade"] = facade
     if installed("micrograd"):
         from micrograd.engine import Value as MG
 
         def micro(x, y):
             return _in_big_stack(lambda: _python_w0(MG, x, y, lambda s: s.backward()))
-        out["micrograd"] = (micro, None)
+        out["micrograd"] = micro
     if installed("torch"):
         import torch
 
@@ -81,7 +80,7 @@ def engines():
 
         def scalar(x, y):
             return _python_w0(make, x, y, lambda s: s.backward())
-        out["torch scalar"] = (scalar, None)
+        out["torch scalar"] = scalar
     return out
 
 
@@ -92,7 +91,7 @@ def w0(sizes, repeats, peer_max):
         rng = np.random.default_rng(n)
         x, y = rng.normal(size=n), rng.normal(size=n)
         nodes = 4 * n - 1  # 2n leaves, n muls, n - 1 adds
-        for name, (run, _) in engines().items():
+        for name, run in engines().items():
             if name != "crad bulk" and n > peer_max:
                 continue
             first = time.perf_counter()
