@@ -78,3 +78,16 @@ def detect_anomaly():
         yield
     finally:
         active.pop()
+
+
+def checked(handle, k):
+    """The facade's hook after emitting k nodes behind a new handle (a Value
+    or a Vector): in anomaly mode, check them; on a bad value the handle is
+    released (its nodes freed, the arena as before) and the error raised."""
+    if active:
+        try:
+            check_new(handle._arena, k)
+        except AnomalyError:
+            handle.release()
+            raise
+    return handle

@@ -17,10 +17,11 @@ import tempfile
 
 import numpy as np
 
+from . import anomaly
 from . import kernels as K
 from .arena import current_arena
 from .value import Value
-from .vector import Vector, _checked, leaves
+from .vector import Vector, leaves
 
 FORMAT = "crad-mlp-1"
 
@@ -127,7 +128,7 @@ class Layer(Module):
         a.reserve(B * self.nout * (2 * self.nin + self.nonlin))
         out = np.empty((B, self.nout), np.int32)
         K.emit_layer(a.F, a.I, a.M, self.W._ids, self.b._ids, xi, self.nonlin, out)
-        return _checked(Vector._adopt(a, out), B * self.nout * (2 * self.nin + self.nonlin))
+        return anomaly.checked(Vector._adopt(a, out), B * self.nout * (2 * self.nin + self.nonlin))
 
     def __repr__(self):
         return f"Layer({self.nin} -> {self.nout}, {'ReLU' if self.nonlin else 'linear'})"

@@ -28,18 +28,7 @@ def _emit(a, op, l, r, c):
     if i < 0:
         a.reserve(1)
         i = K.emit(a.F, a.I, a.M, op, l, r, c)
-    if anomaly.active:
-        _checked(a, i, 1)
     return i
-
-
-def _checked(a, i, k):
-    """Anomaly mode: check the k new nodes, freeing them (root i) on a bad value."""
-    try:
-        anomaly.check_new(a, k)
-    except anomaly.AnomalyError:
-        K.release(a.F, a.I, a.M, i)
-        raise
 
 
 def _emit_const(a, op, l, c):
@@ -47,8 +36,6 @@ def _emit_const(a, op, l, c):
     if i < 0:
         a.reserve(2)
         i = K.emit_const(a.F, a.I, a.M, op, l, c)
-    if anomaly.active:
-        _checked(a, i, 2)
     return i
 
 
@@ -121,6 +108,7 @@ class Value(DerivedOps):
         a = current_arena() if arena is None else arena
         i = _emit(a, LEAF, -1, -1, x)
         self._i, self._g, self._arena = i, int(a._gen[i]), a
+        anomaly.checked(self, 1)
 
     # -- handle --------------------------------------------------------------
     def _slot(self):
@@ -222,14 +210,14 @@ class Value(DerivedOps):
             b, j = other._slot()
             if b is not a:
                 raise ValueError("operands belong to different arenas; build a graph in one arena")
-            return wrap(a, _emit(a, op, i, j, 0.0))
+            return anomaly.checked(wrap(a, _emit(a, op, i, j, 0.0)), 1)
         if isinstance(other, numbers.Real):
-            return wrap(a, _emit_const(a, op, i, float(other)))
+            return anomaly.checked(wrap(a, _emit_const(a, op, i, float(other))), 2)
         return NotImplemented
 
     def _unary(self, op, c=0.0):
         a, i = self._slot()
-        return wrap(a, _emit(a, op, i, -1, c))
+        return anomaly.checked(wrap(a, _emit(a, op, i, -1, c)), 1)
 
     def __add__(self, other):
         return self._binary(ADD, other)

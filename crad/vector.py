@@ -181,7 +181,7 @@ class Vector(DerivedOps):
         a.reserve(2 * n if c.size and op in (ADD, MUL) else n)
         out = np.empty(n, np.int32)
         K.emit_map(a.F, a.I, a.M, op, x, y, c, out)
-        return _checked(Vector._adopt(a, out.reshape(shape)), 2 * n if c.size and op in (ADD, MUL) else n)
+        return anomaly.checked(Vector._adopt(a, out.reshape(shape)), 2 * n if c.size and op in (ADD, MUL) else n)
 
     def __add__(self, other):
         return self._map(ADD, other)
@@ -218,7 +218,7 @@ class Vector(DerivedOps):
             if flat.size == 1:
                 return self[(0,) * ids.ndim]
             a.reserve(flat.size)
-            return _checked(wrap(a, K.emit_sum(a.F, a.I, a.M, flat)), flat.size - 1)
+            return anomaly.checked(wrap(a, K.emit_sum(a.F, a.I, a.M, flat)), flat.size - 1)
         if not isinstance(axis, (int, np.integer)) or not -ids.ndim <= axis < ids.ndim:
             raise ValueError(f"axis must be None or an int in [-{ids.ndim}, {ids.ndim}), got {axis!r}")
         moved = np.moveaxis(ids, axis, -1)
@@ -229,7 +229,7 @@ class Vector(DerivedOps):
         a.reserve(rows.size)
         out = np.empty(rows.shape[0], np.int32)
         K.emit_rowsum(a.F, a.I, a.M, rows, out)
-        return _checked(Vector._adopt(a, out.reshape(moved.shape[:-1])), rows.shape[0] * (rows.shape[1] - 1))
+        return anomaly.checked(Vector._adopt(a, out.reshape(moved.shape[:-1])), rows.shape[0] * (rows.shape[1] - 1))
 
     def mean(self, axis=None):
         """sum(axis) times 1/n, as micrograd would write it."""
@@ -257,7 +257,7 @@ def leaves(x, arena=None):
     a.reserve(flat.size)
     ids = np.empty(flat.size, np.int32)
     K.emit_leaves(a.F, a.I, a.M, flat, ids)
-    return _checked(Vector._adopt(a, ids.reshape(x.shape)), flat.size)
+    return anomaly.checked(Vector._adopt(a, ids.reshape(x.shape)), flat.size)
 
 
 def dot(u, v):
@@ -274,19 +274,7 @@ def dot(u, v):
     if x.size != y.size:
         raise ValueError(f"dot() needs Vectors of the same size, got {x.size} and {y.size}")
     a.reserve(2 * x.size - 1)
-    return _checked(wrap(a, K.emit_dot(a.F, a.I, a.M, x.reshape(-1), y.reshape(-1))), 2 * x.size - 1)
-
-
-def _checked(handle, k):
-    """Anomaly mode: check the k nodes just emitted; on a bad value the new
-    handle is released (its nodes freed) before the error propagates."""
-    if anomaly.active:
-        try:
-            anomaly.check_new(handle._arena, k)
-        except anomaly.AnomalyError:
-            handle.release()
-            raise
-    return handle
+    return anomaly.checked(wrap(a, K.emit_dot(a.F, a.I, a.M, x.reshape(-1), y.reshape(-1))), 2 * x.size - 1)
 
 
 def _negated(c):
