@@ -470,21 +470,21 @@ def tape_compile(F, I, order, ops, lpos, rpos, args):
         args[p] = F[DATA, i] if ops[p] == LEAF else F[ARG, i]
 
 
-# How a batched tape reads an operand: a row of V with a grad row in G, a
-# parameter (scalar, grad summed into the arena), a constant (scalar, no
-# grad), or an input (a row of V, its grad not needed).
+# The kinds of node on a batched tape, which say how a user reads it: a
+# computed node has a row of V and a grad row in G; a parameter is a scalar
+# whose grad is summed into the arena; a constant is a scalar without grad;
+# an input has a row of V, its grad not needed.
 ROW, PARAM, CONST, INPUT = 0, 1, 2, 3
 
 
 @njit
-def tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst):
+def tape_rows(ops, lpos, rpos, kind, vrow, grow, lfirst, rfirst):
     """Register allocation for a batched tape (positions from tape_compile).
 
-    kind: int32 (n,), 0 computed, 1 parameter, 2 input, 3 constant.
-    Fills vrow, grow (int32 (n,), -1 for none), lmode, rmode (int32 (n,), the
-    ROW/PARAM/CONST/INPUT reading of each operand), lfirst, rfirst (int32
-    (n,), 1 where this node makes the first contribution to an operand's grad
-    row, which must then be zeroed). Returns (rows of V, rows of G).
+    kind: int32 (n,), ROW (computed), PARAM, CONST or INPUT per position.
+    Fills vrow, grow (int32 (n,), -1 for none), lfirst, rfirst (int32 (n,),
+    1 where this node makes the first contribution to an operand's grad row,
+    which must then be zeroed). Returns (rows of V, rows of G).
 
     A value keeps its row through the backward pass only if backward reads it
     (an operand of MUL, POW or LOG; the output of EXP, TANH, RELU; the root);
@@ -507,17 +507,13 @@ def tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst):
             last[l] = max(last[l], p)
         if r >= 0:
             last[r] = max(last[r], p)
-        for j, mode in ((l, lmode), (r, rmode)):
-            if j >= 0:
-                k = kind[j]
-                mode[p] = PARAM if k == 1 else CONST if k == 3 else INPUT if k == 2 else ROW
     keep[n - 1] = True
     free = np.empty(n, np.int64)
     nfree = 0
     nv = 0
     for p in range(n):
         vrow[p] = -1
-        if kind[p] == 1 or kind[p] == 3:
+        if kind[p] == PARAM or kind[p] == CONST:
             continue
         if nfree > 0:
             nfree -= 1
@@ -529,7 +525,7 @@ def tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst):
             continue
         l, r = lpos[p], rpos[p]
         for j in (l, r):
-            if j >= 0 and kind[j] == 0 and not keep[j] and last[j] == p and (j != r or l != r):
+            if j >= 0 and kind[j] == ROW and not keep[j] and last[j] == p and (j != r or l != r):
                 free[nfree] = vrow[j]
                 nfree += 1
     nfree = 0
@@ -543,7 +539,7 @@ def tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst):
         l, r = lpos[p], rpos[p]
         lfirst[p] = 0
         rfirst[p] = 0
-        if l >= 0 and lmode[p] == ROW and grow[l] < 0:
+        if l >= 0 and kind[l] == ROW and grow[l] < 0:
             if nfree > 0:
                 nfree -= 1
                 grow[l] = free[nfree]
@@ -551,7 +547,7 @@ def tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst):
                 grow[l] = ng
                 ng += 1
             lfirst[p] = 1
-        if r >= 0 and rmode[p] == ROW and grow[r] < 0:
+        if r >= 0 and kind[r] == ROW and grow[r] < 0:
             if nfree > 0:
                 nfree -= 1
                 grow[r] = free[nfree]
@@ -566,12 +562,12 @@ def tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst):
 
 
 @njit
-def tape_batch(F, ops, lpos, rpos, args, slot, col, vrow, grow, lmode, rmode, lfirst, rfirst, X, V, G, seed):
+def tape_batch(F, ops, lpos, rpos, args, slot, col, vrow, grow, kind, lfirst, rfirst, X, V, G, seed):
     """Forward and backward of a compiled tape (tape_compile, tape_rows) over
     B samples at once.
 
     int32 (n,) each: ops, lpos, rpos, slot (arena slot per position), col
-    (input column), vrow, grow, lmode, rmode, lfirst, rfirst. args: float64
+    (input column), vrow, grow, kind, lfirst, rfirst. args: float64
     (n,). X: float64 (B, n_in) inputs. V: float64 (rows of V, B); G: float64
     (rows of G, B): laid out (row, sample) so each node is decoded once per B
     samples and the inner loops over samples vectorise. seed: d(objective) /
@@ -588,7 +584,8 @@ def tape_batch(F, ops, lpos, rpos, args, slot, col, vrow, grow, lmode, rmode, lf
                 for b in range(B):
                     V[v, b] = X[b, col[p]]
             continue
-        l, r, c, lm, rm, v = lpos[p], rpos[p], args[p], lmode[p], rmode[p], vrow[p]
+        l, r, c, v = lpos[p], rpos[p], args[p], vrow[p]
+        lm, rm = kind[l], kind[r] if r >= 0 else -1
         lsh = lm == PARAM or lm == CONST
         rsh = r >= 0 and (rm == PARAM or rm == CONST)
         wl = F[DATA, slot[l]] if lsh else 0.0
@@ -620,7 +617,8 @@ def tape_batch(F, ops, lpos, rpos, args, slot, col, vrow, grow, lmode, rmode, lf
         op = ops[p]
         if op == LEAF:
             continue
-        l, r, c, lm, rm = lpos[p], rpos[p], args[p], lmode[p], rmode[p]
+        l, r, c = lpos[p], rpos[p], args[p]
+        lm, rm = kind[l], kind[r] if r >= 0 else -1
         gp = grow[p]
         gl_ = grow[l] if lm == ROW else 0
         gr_ = grow[r] if r >= 0 and rm == ROW else 0

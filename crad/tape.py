@@ -24,8 +24,6 @@ from .ops import LEAF, POW
 from .value import Value
 from .vector import Vector
 
-_KIND_COMPUTED, _KIND_PARAM, _KIND_INPUT, _KIND_CONST = 0, 1, 2, 3
-
 
 class TapeError(ValueError):
     """A re-traced graph no longer matches the captured tape."""
@@ -170,26 +168,26 @@ class Tape:
 
     # -- batched replay ---------------------------------------------------------
     def _compile(self):
-        """Positions, operand modes and register-allocated rows for batch()."""
+        """Positions, node kinds and register-allocated rows for batch()."""
         a = self.arena
         n = self.order.size
         ops, lpos, rpos = (np.empty(n, np.int32) for _ in range(3))
         args = np.empty(n, np.float64)
         K.tape_compile(a.F, a.I, self.order, ops, lpos, rpos, args)
         slot = self.order[::-1].copy()
-        kind = np.full(n, _KIND_COMPUTED, np.int32)
+        kind = np.full(n, K.ROW, np.int32)
         leaf = ops == LEAF
-        kind[leaf] = _KIND_PARAM
-        kind[self._new_leaf[::-1]] = _KIND_CONST
+        kind[leaf] = K.PARAM
+        kind[self._new_leaf[::-1]] = K.CONST
         col = np.full(n, -1, np.int32)
         where = {int(s): c for c, s in enumerate(self._flat_inputs)}
         for p in np.flatnonzero(leaf):
             c = where.get(int(slot[p]))
             if c is not None:
-                kind[p], col[p] = _KIND_INPUT, c
-        vrow, grow, lmode, rmode, lfirst, rfirst = (np.zeros(n, np.int32) for _ in range(6))
-        nv, ng = K.tape_rows(ops, lpos, rpos, kind, vrow, grow, lmode, rmode, lfirst, rfirst)
-        self._compiled = (ops, lpos, rpos, args, slot, col, vrow, grow, lmode, rmode, lfirst, rfirst)
+                kind[p], col[p] = K.INPUT, c
+        vrow, grow, lfirst, rfirst = (np.zeros(n, np.int32) for _ in range(4))
+        nv, ng = K.tape_rows(ops, lpos, rpos, kind, vrow, grow, lfirst, rfirst)
+        self._compiled = (ops, lpos, rpos, args, slot, col, vrow, grow, kind, lfirst, rfirst)
         self._rows = (int(nv), int(ng))
 
     def batch(self, *values, reduction="mean"):
