@@ -105,7 +105,9 @@ class Tape:
         if self.root is None:
             raise StaleValueError("this tape was released; capture again")
 
-    def _write_inputs(self, values):
+    def _inputs(self, values, batched):
+        """The input arrays, checked against the captured shapes (with a
+        leading batch axis, the same for all, when batched) before any is used."""
         self._live()
         if len(values) != len(self._in_ids):
             raise ValueError(f"this tape takes {len(self._in_ids)} inputs, got {len(values)}")
@@ -114,11 +116,18 @@ class Tape:
             v = np.asarray(v)
             if v.dtype.kind not in "biuf":
                 raise TypeError(f"input {k} must be numeric, not {v.dtype}")
-            if v.shape != shape:
-                raise ValueError(f"input {k} has shape {v.shape}; the tape was captured with {shape}")
+            want = ((v.shape[0] if v.ndim else None,) if batched else ()) + shape
+            if v.shape != want:
+                expected = f"(batch, {', '.join(map(str, shape))})" if batched else f"{shape}"
+                raise ValueError(f"input {k} has shape {v.shape}; the tape takes {expected}")
+            if batched and arrays and v.shape[0] != arrays[0].shape[0]:
+                raise ValueError(f"input {k} has {v.shape[0]} samples, input 0 has {arrays[0].shape[0]}")
             arrays.append(v)
+        return arrays
+
+    def _write_inputs(self, values):
         F = self.arena.F
-        for ids, v in zip(self._in_ids, arrays):
+        for ids, v in zip(self._in_ids, self._inputs(values, batched=False)):
             F[K.DATA][ids] = v.reshape(-1)
 
     def __call__(self, *values, backward=False):
@@ -198,28 +207,15 @@ class Tape:
 
         The arena's node values are left as they were (each sample has its
         own values, laid out (node, sample) in scratch arrays)."""
-        self._live()
-        if self._compiled is None:
-            self._compile()
-        if len(values) != len(self._in_ids):
-            raise ValueError(f"this tape takes {len(self._in_ids)} inputs, got {len(values)}")
-        cols, B = [], None
-        for k, (v, shape) in enumerate(zip(values, self._in_shapes)):
-            v = np.asarray(v)
-            if v.dtype.kind not in "biuf":
-                raise TypeError(f"input {k} must be numeric, not {v.dtype}")
-            if v.ndim != len(shape) + 1 or v.shape[1:] != shape:
-                raise ValueError(f"input {k} has shape {v.shape}; expected (batch, {', '.join(map(str, shape))})")
-            if B is None:
-                B = v.shape[0]
-            elif v.shape[0] != B:
-                raise ValueError(f"input {k} has {v.shape[0]} samples, input 0 has {B}")
-            cols.append(v.reshape(B, -1))
+        arrays = self._inputs(values, batched=True)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+        B = arrays[0].shape[0]
         if not B:
             raise ValueError("batch() needs at least one sample")
-        X = np.ascontiguousarray(np.hstack(cols), np.float64)
+        if self._compiled is None:
+            self._compile()
+        X = np.ascontiguousarray(np.hstack([v.reshape(B, -1) for v in arrays]), np.float64)
         nv, ng = self._rows
         if getattr(self, "_scratch", None) is None or self._scratch[0].shape != (nv, B):
             self._scratch = (np.empty((nv, B)), np.empty((ng, B)))
