@@ -2,7 +2,13 @@
 
 Every test compares crad against this (values and gradients), so it stays as
 simple as possible: one object per node, closures for the chain rule, an
-iterative topological sort. IEEE semantics like crad (numpy floats).
+iterative topological sort.
+
+Arithmetic is the engine's specification: Python float semantics (C's libm
+through ``math``, which numba's kernels call too), with IEEE results where
+``math`` would raise (0 ** -1 = inf, log(0) = -inf, log(-1) = nan). numpy's
+own ``power``/``exp`` round differently in the last bit (``np.power(x, -1)``
+is ``1 / x``), which is a different specification, not a tolerance.
 """
 import math
 
@@ -11,6 +17,16 @@ import numpy as np
 
 def _f(x):
     return np.float64(x)
+
+
+def _ieee(fn, fallback, *args):
+    """fn (from math) on floats; where math raises (a pole, a domain error,
+    overflow), numpy's IEEE answer, which is exact there (inf, -inf, nan)."""
+    try:
+        return _f(fn(*map(float, args)))
+    except (ValueError, OverflowError, ZeroDivisionError):
+        with np.errstate(all="ignore"):
+            return _f(fallback(*map(np.float64, args)))
 
 
 class Value:
@@ -42,12 +58,11 @@ class Value:
         return out
 
     def __pow__(self, c):
-        with np.errstate(all="ignore"):
-            out = Value(np.power(self.data, _f(c)), (self,), f"**{c}")
+        out = Value(_ieee(math.pow, np.power, self.data, c), (self,), f"**{c}")
 
         def _backward():
             with np.errstate(all="ignore"):
-                self.grad += _f(c) * np.power(self.data, _f(c) - 1) * out.grad if c else 0.0
+                self.grad += _f(c) * _ieee(math.pow, np.power, self.data, _f(c) - 1) * out.grad if c else 0.0
         out._backward = _backward
         return out
 
@@ -65,15 +80,13 @@ class Value:
                            lambda o: _f(1.0) if o.data > 0 else _f(0.0), "ReLU")
 
     def exp(self):
-        with np.errstate(all="ignore"):
-            return self._unary(np.exp(self.data), lambda o: o.data, "exp")
+        return self._unary(_ieee(math.exp, np.exp, self.data), lambda o: o.data, "exp")
 
     def log(self):
-        with np.errstate(all="ignore"):
-            return self._unary(np.log(self.data), lambda o: 1.0 / self.data, "log")
+        return self._unary(_ieee(math.log, np.log, self.data), lambda o: 1.0 / self.data, "log")
 
     def tanh(self):
-        return self._unary(np.tanh(self.data), lambda o: 1.0 - o.data * o.data, "tanh")
+        return self._unary(_ieee(math.tanh, np.tanh, self.data), lambda o: 1.0 - o.data * o.data, "tanh")
 
     def __neg__(self):
         return self * -1

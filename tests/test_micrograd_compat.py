@@ -50,8 +50,11 @@ def demo(pkg, weights=None):
 
 
 def test_micrograd_demo_runs_on_crad():
+    # Seeded weights: at micrograd's lr of 1.0 an unlucky draw can raise the loss
+    # in the first steps (8 failures in 200 unseeded runs).
+    weights = np.random.default_rng(0).uniform(-1, 1, 8 * 3 + 8 * 9 + 9)
     with crad.Arena() as a:
-        model, _, history = demo("crad")
+        model, _, history = demo("crad", weights)
         assert len(history) == 4 and history[-1][0] < history[0][0]
         assert isinstance(model, crad.nn.MLP)
         del history
