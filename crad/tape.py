@@ -177,26 +177,27 @@ class Tape:
 
     # -- batched replay ---------------------------------------------------------
     def _compile(self):
-        """Positions, node kinds and register-allocated rows for batch()."""
+        """The batched program (``kernels.replay``): positions, node kinds and
+        register-allocated rows for batch()."""
         a = self.arena
         n = self.order.size
-        ops, lpos, rpos = (np.empty(n, np.int32) for _ in range(3))
+        P = np.zeros((K.N_PROG, n), np.int32)
         args = np.empty(n, np.float64)
-        K.tape_compile(a.F, a.I, self.order, ops, lpos, rpos, args)
-        slot = self.order[::-1].copy()
-        kind = np.full(n, K.ROW, np.int32)
-        leaf = ops == LEAF
+        K.tape_compile(a.F, a.I, self.order, P[K.P_OP], P[K.P_L], P[K.P_R], args)
+        P[K.P_SLOT] = self.order[::-1]
+        leaf = P[K.P_OP] == LEAF
+        kind, col = P[K.P_KIND], P[K.P_COL]
+        kind[:] = K.ROW
         kind[leaf] = K.PARAM
         kind[self._new_leaf[::-1]] = K.CONST
-        col = np.full(n, -1, np.int32)
+        col[:] = -1
         where = {int(s): c for c, s in enumerate(self._flat_inputs)}
         for p in np.flatnonzero(leaf):
-            c = where.get(int(slot[p]))
+            c = where.get(int(P[K.P_SLOT, p]))
             if c is not None:
                 kind[p], col[p] = K.INPUT, c
-        vrow, grow, lfirst, rfirst = (np.zeros(n, np.int32) for _ in range(4))
-        nv, ng = K.tape_rows(ops, lpos, rpos, kind, vrow, grow, lfirst, rfirst)
-        self._compiled = (ops, lpos, rpos, args, slot, col, vrow, grow, kind, lfirst, rfirst)
+        nv, ng = K.tape_rows(P)
+        self._compiled = (P, args)
         self._rows = (int(nv), int(ng))
 
     def batch(self, *values, reduction="mean"):

@@ -84,3 +84,18 @@ def test_ops_match_numpy_on_grid(arena):
             assert Value(x).tanh().data == np.tanh(x)
             got, want = Value(x).log().data, np.log(x)
             assert got == want or (math.isnan(got) and math.isnan(want))
+
+
+def test_reads_table_matches_each_backward_rule():
+    """ops.TABLE says what each backward rule reads (the batched tape frees
+    every other value row early): NaN in anything else must not reach the result."""
+    from crad.ops import READS_OUT, READS_X, READS_Y, TABLE, Op
+    from crad.ops import backward as rule
+    nan = math.nan
+    for code, (name, _, _) in enumerate(TABLE):
+        assert Op[name] == code
+        x = 0.7 if READS_X[code] else nan
+        y = -1.3 if READS_Y[code] else nan
+        out = 0.4 if READS_OUT[code] else nan
+        gx, gy = rule.py_func(code, x, y, 2.0, out, 1.5)
+        assert math.isfinite(gx) and math.isfinite(gy), name

@@ -168,3 +168,17 @@ def test_bad_inputs(arena):
     assert arena.live == before
     assert isinstance(tape(np.arange(3.0)), float) and tape.root.data == 3.0
     assert Value(1.0).data == 1.0
+
+
+@pytest.mark.parametrize("which", ["param", "const", "input"])
+def test_batch_with_a_leaf_root(arena, which):
+    """A tape whose root is a leaf has no computed node: the batch still returns
+    the leaf's value per sample, and a parameter root gets its gradient."""
+    p = crad.leaves([2.5])
+    x0 = crad.leaves([[1.0]])
+    fn = {"param": lambda x: p[0], "const": lambda x: crad.Value(4.0), "input": lambda x: x[0, 0]}[which]
+    tape = crad.capture(fn, x0)
+    out = tape.batch(np.array([[[7.0]], [[8.0]]]), reduction="sum")
+    want = {"param": [2.5, 2.5], "const": [4.0, 4.0], "input": [7.0, 8.0]}[which]
+    np.testing.assert_array_equal(out, want)
+    assert p.grad[0] == (2.0 if which == "param" else 0.0)

@@ -1,0 +1,96 @@
+"""numba kernels over the arena's columns. They know nothing of Python objects.
+
+By concern: ``alloc`` (slots and single nodes), ``build`` (bulk graph
+builders), ``sweep`` (backward and the release cascade), ``replay`` (tapes),
+``update`` (optimizers). This package re-exports them all; the facade calls
+``K.name``.
+
+Every kernel takes the arena as three arrays:
+
+- ``F``: float64, shape (3, cap). Rows DATA, GRAD, ARG (POW's exponent).
+- ``I``: int32, shape (9, cap). Rows OP, LHS, RHS (operand slots, -1 for none),
+  REFS, GEN, MARK (epoch stamp), LOW, and two scratch rows STACK and AUX that a
+  kernel may overwrite freely (they hold nothing between calls).
+- ``M``: int64, shape (8,). The arena's counters, indexed by the M_* names.
+
+Invariants every kernel keeps (the tests check them):
+
+- A slot is live iff GEN is odd. Vacant slots are threaded into a LIFO free
+  list through their LHS cell; M_FREE_HEAD is its head, M_NFREE its length.
+  Slots at or above M_TOP were never used.
+- A live node has REFS >= 1 outside a kernel. Its owners are handles, vectors,
+  tapes and the nodes that use it as an operand (one reference per operand
+  cell, so ``a * a`` holds two).
+- LOW[i] is the lowest slot reachable from i when every node reachable from i
+  sits above its operands, else -1. When LOW[root] >= 0, descending slot order
+  is a reverse topological order of root's graph: backward is one sweep.
+- A kernel that emits nodes is called only after the facade has made room
+  (``Arena.reserve``), except ``emit`` and ``emit_const``, which return -1.
+  It leaves the k nodes it made listed in I[STACK, :k] (anomaly mode reads them).
+
+Performance rule: a helper that takes arrays costs an atomic incref/decref
+of each array per call (numba's NRT), so per-node helpers take scalars only
+(``ops.forward``, ``ops.backward``) and array helpers run once per kernel
+call, over a batch of slots listed in the STACK row.
+"""
+from .alloc import emit, emit_const, emit_leaves, retain_many
+from .build import emit_dot, emit_layer, emit_map, emit_rowsum, emit_sum
+from .layout import (
+    ARG,
+    AUX,
+    DATA,
+    GEN,
+    GRAD,
+    LHS,
+    LOW,
+    M_EPOCH,
+    M_FREE_HEAD,
+    M_FREED,
+    M_LIVE,
+    M_MADE,
+    M_NFREE,
+    M_PEAK,
+    M_TOP,
+    MARK,
+    N_FLOAT_ROWS,
+    N_INT_ROWS,
+    N_META,
+    OP,
+    REFS,
+    RHS,
+    STACK,
+)
+from .replay import (
+    CONST,
+    INPUT,
+    N_PROG,
+    P_COL,
+    P_GROW,
+    P_KIND,
+    P_L,
+    P_LFIRST,
+    P_OP,
+    P_R,
+    P_RFIRST,
+    P_SLOT,
+    P_VROW,
+    PARAM,
+    ROW,
+    tape_backward,
+    tape_batch,
+    tape_compile,
+    tape_forward,
+    tape_rows,
+)
+from .sweep import backward, order_of, release, release_many
+from .update import adam_step, runs, sgd_step, zero_grad_runs
+
+__all__ = [
+    "ARG", "AUX", "CONST", "DATA", "GEN", "GRAD", "INPUT", "LHS", "LOW", "M_EPOCH", "M_FREE_HEAD", "M_FREED",
+    "M_LIVE", "M_MADE", "M_NFREE", "M_PEAK", "M_TOP", "MARK", "N_FLOAT_ROWS", "N_INT_ROWS", "N_META", "N_PROG", "OP",
+    "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW",
+    "PARAM", "REFS", "RHS", "ROW", "STACK", "adam_step", "backward", "emit", "emit_const", "emit_dot",
+    "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "order_of", "release", "release_many",
+    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_compile", "tape_forward", "tape_rows",
+    "zero_grad_runs",
+]

@@ -1,0 +1,252 @@
+"""Tapes: a recorded graph replayed without allocation, single or batched."""
+import numpy as np
+
+from .._config import njit
+from ..ops import ADD, LEAF, MUL, READS_OUT, READS_X, READS_Y, forward
+from ..ops import backward as rule
+from .layout import ARG, AUX, DATA, GRAD, LHS, OP, RHS
+from .sweep import _apply_order
+
+
+@njit
+def tape_forward(F, I, fwd):
+    """Recompute the non-leaf slots fwd (int32, (m,), operands first) and
+    restart their grads at 0, as a rebuilt graph's fresh nodes would."""
+    for t in range(fwd.shape[0]):
+        i = fwd[t]
+        l, r = I[LHS, i], I[RHS, i]
+        y = F[DATA, r] if r >= 0 else 0.0
+        F[DATA, i] = forward(I[OP, i], F[DATA, l], y, F[ARG, i])
+        F[GRAD, i] = 0.0
+
+
+@njit
+def tape_backward(F, I, bwd, zero, root):
+    """A rebuilt graph's backward on a recorded one (after tape_forward):
+    grads of zero (int32, (k,): the tape's input and constant leaves) restart
+    at 0, grad[root] = 1, then the rule is applied along bwd (int32, (m,),
+    the non-leaf nodes, users first). Parameters accumulate."""
+    for k in range(zero.shape[0]):
+        F[GRAD, zero[k]] = 0.0
+    F[GRAD, root] = 1.0
+    _apply_order(F, I, bwd, bwd.shape[0])
+
+
+@njit
+def tape_compile(F, I, order, ops, lpos, rpos, args):
+    """Positions for a batched tape: position p = n - 1 - t for order[t], so
+    operands come before users and the root is last. Fills ops, lpos, rpos
+    (int32, (n,); -1 for no operand) and args (float64, (n,): POW's exponent,
+    a leaf's value). Uses AUX as a slot -> position map."""
+    n = order.shape[0]
+    for t in range(n):
+        I[AUX, order[t]] = n - 1 - t
+    for t in range(n):
+        i, p = order[t], n - 1 - t
+        l, r = I[LHS, i], I[RHS, i]
+        ops[p] = I[OP, i]
+        lpos[p] = I[AUX, l] if l >= 0 else -1
+        rpos[p] = I[AUX, r] if r >= 0 else -1
+        args[p] = F[DATA, i] if ops[p] == LEAF else F[ARG, i]
+
+
+# The kinds of node on a batched tape, which say how a user reads it: a
+# computed node has a row of V and a grad row in G; a parameter is a scalar
+# whose grad is summed into the arena; a constant is a scalar without grad;
+# an input has a row of V, its grad not needed.
+ROW, PARAM, CONST, INPUT = 0, 1, 2, 3
+
+# A compiled batched tape is a program P: int32, (N_PROG, n), one column per
+# position p (operands before users, the root last), one row per field:
+# the op; the operands' positions (-1 for none); the node's arena slot; its
+# input column in X (-1 unless INPUT); its rows of V and G (-1 for none);
+# its kind; and whether p's backward makes the first contribution to its
+# left / right operand's grad row (which must then start at zero).
+P_OP, P_L, P_R, P_SLOT, P_COL, P_VROW, P_GROW, P_KIND, P_LFIRST, P_RFIRST = range(10)
+N_PROG = 10
+
+
+@njit
+def tape_rows(P):
+    """Register allocation for a batched tape: fills P's VROW, GROW, LFIRST
+    and RFIRST rows from its OP, L, R and KIND rows. Returns (rows of V,
+    rows of G).
+
+    A value keeps its row through the backward pass only if some backward
+    rule reads it (``ops.READS_*``) or it is the root; otherwise its row is
+    reused once its last user has run. A grad row lives from its node's
+    first user's backward to the node's own.
+    """
+    n = P.shape[1]
+    op, lpos, rpos, kind = P[P_OP], P[P_L], P[P_R], P[P_KIND]
+    vrow, grow, lfirst, rfirst = P[P_VROW], P[P_GROW], P[P_LFIRST], P[P_RFIRST]
+    keep = np.zeros(n, np.bool_)
+    last = np.full(n, -1, np.int64)
+    for p in range(n):
+        l, r = lpos[p], rpos[p]
+        if READS_OUT[op[p]]:
+            keep[p] = True
+        if l >= 0:
+            keep[l] |= READS_X[op[p]]
+            last[l] = max(last[l], p)
+        if r >= 0:
+            keep[r] |= READS_Y[op[p]]
+            last[r] = max(last[r], p)
+    keep[n - 1] = True
+    free = np.empty(n, np.int64)
+    nfree = 0
+    nv = 0
+    for p in range(n):
+        vrow[p] = -1
+        if kind[p] == PARAM or kind[p] == CONST:
+            continue
+        if nfree > 0:
+            nfree -= 1
+            vrow[p] = free[nfree]
+        else:
+            vrow[p] = nv
+            nv += 1
+        if op[p] == LEAF:
+            continue
+        l, r = lpos[p], rpos[p]
+        for j in (l, r):  # an operand used twice (h + h) is freed once
+            if j >= 0 and kind[j] == ROW and not keep[j] and last[j] == p and (j != r or l != r):
+                free[nfree] = vrow[j]
+                nfree += 1
+    nfree = 0
+    ng = 1
+    grow[:] = -1
+    lfirst[:] = 0
+    rfirst[:] = 0
+    grow[n - 1] = 0
+    for p in range(n - 1, -1, -1):
+        if op[p] == LEAF:
+            continue
+        l, r = lpos[p], rpos[p]
+        if l >= 0 and kind[l] == ROW and grow[l] < 0:
+            if nfree > 0:
+                nfree -= 1
+                grow[l] = free[nfree]
+            else:
+                grow[l] = ng
+                ng += 1
+            lfirst[p] = 1
+        if r >= 0 and kind[r] == ROW and grow[r] < 0:
+            if nfree > 0:
+                nfree -= 1
+                grow[r] = free[nfree]
+            else:
+                grow[r] = ng
+                ng += 1
+            rfirst[p] = 1
+        if grow[p] >= 0:
+            free[nfree] = grow[p]
+            nfree += 1
+    return nv, ng
+
+
+@njit
+def tape_batch(F, P, args, X, V, G, seed):
+    """Forward and backward of a compiled tape (``tape_compile``, then P
+    filled by the facade and ``tape_rows``) over B samples at once.
+
+    P: int32 (N_PROG, n), the program. args: float64 (n,), POW's exponent or
+    a leaf's value per position. X: float64 (B, n_in) inputs. V: float64
+    (rows of V, B); G: float64 (rows of G, B): laid out (row, sample) so each
+    node is decoded once per B samples and the inner loops over samples
+    vectorise. seed: d(objective) / d(root) for each sample. Parameters
+    accumulate their gradient, summed over the batch, into the arena.
+    Returns the root's value per sample (float64 (B,)).
+
+    A shared operand (PARAM or CONST) is a scalar read from the arena; the
+    others are rows of V.
+    """
+    B = X.shape[0]
+    n = P.shape[1]
+    op, lpos, rpos, slot, col = P[P_OP], P[P_L], P[P_R], P[P_SLOT], P[P_COL]
+    vrow, grow, kind, lfirst, rfirst = P[P_VROW], P[P_GROW], P[P_KIND], P[P_LFIRST], P[P_RFIRST]
+    for p in range(n):
+        o = op[p]
+        if o == LEAF:
+            if col[p] >= 0:
+                v = vrow[p]
+                for b in range(B):
+                    V[v, b] = X[b, col[p]]
+            continue
+        l, r, c, v = lpos[p], rpos[p], args[p], vrow[p]
+        lshared = kind[l] == PARAM or kind[l] == CONST
+        rshared = r >= 0 and (kind[r] == PARAM or kind[r] == CONST)
+        wl = F[DATA, slot[l]] if lshared else 0.0
+        wr = F[DATA, slot[r]] if rshared else 0.0
+        vl = vrow[l]
+        vr = vrow[r] if r >= 0 else 0
+        # The hot cases of a layer (weight * input, chain link + product)
+        # have no per-sample branch, so that they vectorise.
+        if o == MUL and lshared and not rshared:
+            for b in range(B):
+                V[v, b] = forward(MUL, wl, V[vr, b], c)
+        elif o == ADD and not lshared and not rshared:
+            for b in range(B):
+                V[v, b] = forward(ADD, V[vl, b], V[vr, b], c)
+        else:
+            for b in range(B):
+                V[v, b] = forward(o, wl if lshared else V[vl, b], wr if rshared else V[vr, b], c)
+    out = np.empty(B)
+    root = n - 1
+    for b in range(B):
+        out[b] = V[vrow[root], b] if vrow[root] >= 0 else F[DATA, slot[root]]
+        G[0, b] = seed
+    if kind[root] == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
+        F[GRAD, slot[root]] += seed * B
+    for p in range(n - 1, -1, -1):
+        o = op[p]
+        if o == LEAF:
+            continue
+        l, r, c, gp = lpos[p], rpos[p], args[p], grow[p]
+        lk, rk = kind[l], kind[r] if r >= 0 else -1
+        gl = grow[l] if lk == ROW else 0
+        gr = grow[r] if rk == ROW else 0
+        if lfirst[p]:
+            G[gl, :] = 0.0
+        if rfirst[p]:
+            G[gr, :] = 0.0
+        lshared = lk == PARAM or lk == CONST
+        rshared = rk == PARAM or rk == CONST
+        wl = F[DATA, slot[l]] if lshared else 0.0
+        wr = F[DATA, slot[r]] if rshared else 0.0
+        vl = vrow[l] if vrow[l] >= 0 else 0
+        vr = vrow[r] if r >= 0 and vrow[r] >= 0 else 0
+        vp = vrow[p] if vrow[p] >= 0 else 0
+        sl = 0.0  # a shared operand's gradient, summed over the batch
+        sr = 0.0
+        # Hot cases first, each without a per-sample branch (they vectorise).
+        if o == MUL and lk == PARAM and rk == INPUT:
+            for b in range(B):
+                sl += rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])[0]
+        elif o == MUL and lk == PARAM and rk == ROW:
+            for b in range(B):
+                gx, gy = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])
+                sl += gx
+                G[gr, b] += gy
+        elif o == ADD and lk == ROW and rk == ROW:
+            for b in range(B):
+                G[gl, b] += G[gp, b]
+                G[gr, b] += G[gp, b]
+        else:
+            for b in range(B):
+                x = wl if lshared else V[vl, b]
+                y = wr if rshared else V[vr, b]
+                gx, gy = rule(o, x, y, c, V[vp, b], G[gp, b])
+                if lk == ROW:
+                    G[gl, b] += gx
+                else:
+                    sl += gx
+                if rk == ROW:
+                    G[gr, b] += gy
+                else:
+                    sr += gy
+        if lk == PARAM:
+            F[GRAD, slot[l]] += sl
+        if rk == PARAM:
+            F[GRAD, slot[r]] += sr
+    return out

@@ -1,0 +1,60 @@
+"""Optimizer updates and zero_grad over runs of parameter slots."""
+import numpy as np
+
+from .._config import njit
+from .layout import DATA, GRAD
+
+
+def runs(ids):
+    """ids (int32, (n,)) as runs of consecutive slots: (slot starts, offsets
+    into ids, lengths), int32 each. Parameters allocated together form one
+    run, which lets the update kernels below work on contiguous memory."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size == 0:
+        return (np.empty(0, np.int32),) * 3
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    offsets = np.concatenate([[0], breaks])
+    lengths = np.diff(np.concatenate([offsets, [ids.size]]))
+    return ids[offsets].astype(np.int32), offsets.astype(np.int32), lengths.astype(np.int32)
+
+
+@njit
+def zero_grad_runs(F, starts, lengths):
+    """grad = 0 over runs of slots (int32 (k,) starts and lengths)."""
+    for k in range(starts.shape[0]):
+        F[GRAD, starts[k]:starts[k] + lengths[k]] = 0.0
+
+
+# The update kernels loop over 1-D views of each run: with that simple
+# addressing LLVM vectorises the loop (Adam: 16 us instead of 120 us for
+# 25k parameters, sqrt and divisions included).
+@njit
+def sgd_step(F, starts, offsets, lengths, lr, momentum, velocity):
+    """v = momentum * v + grad; p -= lr * v (plain SGD at momentum 0), over
+    runs of parameter slots (int32 (k,) each; see ``runs``). velocity:
+    float64 (n,), in parameter order, updated in place."""
+    for k in range(starts.shape[0]):
+        s, o, n = starts[k], offsets[k], lengths[k]
+        g, p, vel = F[GRAD, s:s + n], F[DATA, s:s + n], velocity[o:o + n]
+        for j in range(n):
+            vj = momentum * vel[j] + g[j]
+            vel[j] = vj
+            p[j] -= lr * vj
+
+
+@njit
+def adam_step(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v):
+    """Adam (Kingma & Ba) over runs of parameter slots (see ``runs``); m, v:
+    float64 (n,) in parameter order, in place; t is the step number, from 1."""
+    c1 = 1.0 - b1 ** t
+    c2 = 1.0 - b2 ** t
+    for k in range(starts.shape[0]):
+        s, o, n = starts[k], offsets[k], lengths[k]
+        g, p, mm, vv = F[GRAD, s:s + n], F[DATA, s:s + n], m[o:o + n], v[o:o + n]
+        for j in range(n):
+            gj = g[j]
+            mk = b1 * mm[j] + (1.0 - b1) * gj
+            vk = b2 * vv[j] + (1.0 - b2) * gj * gj
+            mm[j] = mk
+            vv[j] = vk
+            p[j] -= lr * (mk / c1) / (np.sqrt(vk / c2) + eps)
