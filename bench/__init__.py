@@ -1,1 +1,1 @@
-"""crad's benchmark suite: DESIGN workloads W0-W4 for crad and its peers."""
+"""A checkout's entry to crad's benchmark suite (the suite itself is the package ``crad.bench``)."""

@@ -28,13 +28,7 @@ def _info():
 
 
 def _bench(rest):
-    if os.path.isfile(os.path.join(os.getcwd(), "bench", "__main__.py")) and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # a console script's path does not include the checkout
-    try:
-        from bench.__main__ import main as bench_main
-    except ImportError:
-        sys.exit("the benchmarks live in crad's source tree: run `crad bench` (or `python -m bench`) from a "
-                 "checkout of crad")
+    from .bench.__main__ import main as bench_main
     bench_main(rest)
 
 
@@ -57,7 +51,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="crad", description="crad: a fast scalar-valued autograd engine")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("train", help="train an example: " + ", ".join(EXAMPLES) + " (crad train --help)")
-    sub.add_parser("bench", help="run the benchmark suite from a checkout (crad bench --help)")
+    sub.add_parser("bench", help="run the benchmarks against micrograd, a pure-Python Value and PyTorch, "
+                                 "whichever are installed (crad bench --help)")
     sub.add_parser("info", help="versions, numba cache directory, default arena statistics")
     args = ap.parse_args(argv)
     if args.command == "info":

@@ -1,9 +1,10 @@
 """Compile time apart from the steady state: the same probe in fresh processes
 against an empty numba cache (cold), then against the cache it filled (warm)."""
-import os
 import subprocess
 import sys
 import tempfile
+
+from .common import python_env
 
 PROBE = r"""
 import time
@@ -26,14 +27,14 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
-def compile_times():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def compile_times(quick):
+    """Seconds to import, to the first gradient, to the first MNIST step and to the first batched
+    replay, cold then warm. Not a comparison: crad alone, one run each."""
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache,
-                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(python_env(), NUMBA_CACHE_DIR=cache)
         for state in ("cold", "warm"):
-            out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=root)
+            out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=cache)
             if out.returncode != 0:
                 rows.append(dict(workload="compile", engine="crad", cache=state,
                                  import_s=f"failed: {out.stderr[-200:]}"))

@@ -1,5 +1,6 @@
-"""W0 (build + backward + free of a dot product) and W1 (deep chain)."""
+"""W0 (build + backward + free of a dot product), its memory per node, and W1 (a deep chain)."""
 import gc
+import subprocess
 import sys
 import threading
 import time
@@ -8,7 +9,9 @@ import numpy as np
 
 import crad
 
-from .common import Clock, installed, median_phases
+from . import common
+from .common import Clock, installed, interleave, repeat_for, summarize
+from .pyvalue import Value as PyValue
 
 
 def _python_w0(make, x, y, backward):
@@ -59,56 +62,59 @@ def _in_big_stack(fn):
     return result["out"]
 
 
+def _torch_leaf(v):
+    import torch
+    return torch.tensor(v, dtype=torch.float64, requires_grad=True)
+
+
 def engines():
     """name -> W0 runner(x, y) -> phases, for what is installed."""
-    out = {"crad bulk": _crad_bulk_w0}
-
-    def facade(x, y):
-        return _python_w0(crad.Value, x, y, lambda s: s.backward())
-    out["crad facade"] = facade
+    def backward(s):
+        s.backward()
+    out = {"crad bulk": _crad_bulk_w0,
+           "crad facade": lambda x, y: _python_w0(crad.Value, x, y, backward),
+           "python Value": lambda x, y: _python_w0(PyValue, x, y, backward)}
     if installed("micrograd"):
         from micrograd.engine import Value as MG
-
-        def micro(x, y):
-            return _in_big_stack(lambda: _python_w0(MG, x, y, lambda s: s.backward()))
-        out["micrograd"] = micro
+        out["micrograd"] = lambda x, y: _in_big_stack(lambda: _python_w0(MG, x, y, backward))
     if installed("torch"):
-        import torch
-
-        def make(v):
-            return torch.tensor(v, dtype=torch.float64, requires_grad=True)
-
-        def scalar(x, y):
-            return _python_w0(make, x, y, lambda s: s.backward())
-        out["torch scalar"] = scalar
+        out["torch scalar"] = lambda x, y: _python_w0(_torch_leaf, x, y, backward)
     return out
 
 
-def w0(sizes, repeats, peer_max):
-    """Rows for W0. Peers slower than crad's bulk path run up to N = peer_max."""
+def w0(quick):
+    """W0 rows: the engines interleaved at each size; ratios of nodes/s. Quick runs the slowest
+    peers (micrograd, torch scalar) at N = 10^4 only."""
     rows = []
-    for n in sizes:
+    for n in [10**4, 10**5] if quick else [10**4, 10**5, 10**6]:
         rng = np.random.default_rng(n)
         x, y = rng.normal(size=n), rng.normal(size=n)
         nodes = 4 * n - 1  # 2n leaves, n muls, n - 1 adds
+        measures, warmup = {}, {}
         for name, run in engines().items():
-            if name != "crad bulk" and n > peer_max:
+            if quick and n > 10**4 and name in ("micrograd", "torch scalar"):
                 continue
-            first = time.perf_counter()
+            t = time.perf_counter()
             run(x[:8], y[:8])  # compile / warm up
-            warm = time.perf_counter() - first
-            ph = median_phases(lambda run=run, x=x, y=y: run(x, y), repeats if name.startswith("crad") else 1)
-            total = sum(ph.values())
-            rows.append(dict(workload="W0", engine=name, N=n, nodes=nodes, warmup_s=warm,
-                             build_ns=ph["build"] / nodes * 1e9, backward_ns=ph["backward"] / nodes * 1e9,
-                             free_ns=ph["free"] / nodes * 1e9, total_s=total, nodes_per_s=nodes / total))
+            warmup[name] = time.perf_counter() - t
+
+            def measure(run=run):
+                ph = repeat_for(lambda: run(x, y), common.MIN_S)
+                total = sum(ph.values())
+                return dict(build_ns=ph["build"] / nodes * 1e9, backward_ns=ph["backward"] / nodes * 1e9,
+                            free_ns=ph["free"] / nodes * 1e9, total_s=total, nodes_per_s=nodes / total)
+            measures[name] = measure
+        found = summarize(interleave(measures, common.ROUNDS), "nodes_per_s", workload="W0", N=n, nodes=nodes)
+        for r in found:
+            r["warmup_s"] = warmup[r["engine"]]
+        rows += found
     return rows
 
 
 _MEMORY_PROBE = """
 import gc, sys
 import numpy as np
-from bench.common import rss_bytes
+from crad.bench.common import rss_bytes
 n = {n}
 rng = np.random.default_rng(1)
 x, y = rng.normal(size=n), rng.normal(size=n)
@@ -116,9 +122,10 @@ engine = {engine!r}
 if engine == "crad":
     import crad
     arena = crad.Arena(capacity=4 * n)  # no doubling slack; np.zeros maps pages as they are touched
-    make = None
 elif engine == "micrograd":
     from micrograd.engine import Value as make
+elif engine == "python Value":
+    from crad.bench.pyvalue import Value as make
 else:
     import torch
     make = lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True)
@@ -139,18 +146,16 @@ print(grown / (4 * n - 1))
 """
 
 
-def w0_memory(n):
-    """Bytes per node for W0 at size n: RSS growth while the graph is built,
-    each engine in a fresh process (so no engine reuses another's pages)."""
-    import os
-    import subprocess
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    engines = ["crad"] + [e for e, mod in (("micrograd", "micrograd"), ("torch scalar", "torch")) if installed(mod)]
+def w0_memory(quick):
+    """Bytes per node for W0: RSS growth while the graph is built, each engine in a fresh
+    process (so no engine reuses another's pages). Not a timing: no rounds."""
+    n = 10**5 if quick else 10**6
+    engines = ["crad", "python Value"] + [e for e, mod in (("micrograd", "micrograd"), ("torch scalar", "torch"))
+                                          if installed(mod)]
     rows = []
     for e in engines:
         code = _MEMORY_PROBE.format(n=n, engine=e)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
-                             env=dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", "")))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=common.python_env())
         value = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else f"failed: {out.stderr[-200:]}"
         rows.append(dict(workload="W0 memory", engine=e, N=n, nodes=4 * n - 1, bytes_per_node=value))
     rows[0]["arena_bytes_per_slot"] = crad.Arena(capacity=1).bytes_per_node
@@ -165,18 +170,17 @@ def _chain(make, depth):
     return x, y
 
 
-def w1(depths):
-    """W1: which engines survive a deep chain, and how long it takes."""
-    rows = []
-    runs = {"crad facade": crad.Value}
+def w1(quick):
+    """W1: which engines survive a deep chain (build, backward, free), and how long it takes."""
+    makers = {"crad facade": crad.Value, "python Value": PyValue}
     if installed("micrograd"):
         from micrograd.engine import Value as MG
-        runs["micrograd"] = MG
+        makers["micrograd"] = MG
     if installed("torch"):
-        import torch
-        runs["torch scalar"] = lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True)
-    for depth in depths:
-        for name, make in runs.items():
+        makers["torch scalar"] = _torch_leaf
+    rows = []
+    for depth in [10**4, 10**5] if quick else [10**5, 10**6]:
+        def measure(make):
             c = Clock()
             try:
                 x, y = _chain(make, depth)
@@ -186,10 +190,10 @@ def w1(depths):
                 del x, y
                 gc.collect()
                 c.lap("free")
-                status = "ok"
             except RecursionError:
-                status = f"RecursionError (limit {sys.getrecursionlimit()})"
-            rows.append(dict(workload="W1", engine=name, depth=depth, nodes=5 * depth + 1, status=status,
-                             total_s=sum(c.phases.values()) if status == "ok" else None))
-            gc.collect()
+                gc.collect()
+                return dict(status=f"RecursionError (limit {sys.getrecursionlimit()})", total_s=None)
+            return dict(status="ok", total_s=sum(c.phases.values()))
+        samples = interleave({name: lambda make=make: measure(make) for name, make in makers.items()}, common.ROUNDS)
+        rows += summarize(samples, "total_s", higher_is_better=False, workload="W1", depth=depth, nodes=5 * depth + 1)
     return rows

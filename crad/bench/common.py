@@ -1,0 +1,228 @@
+"""Timing, interleaving, machine description and reporting shared by the workloads.
+
+The machine is shared and its load drifts by 2-4x within hours, unevenly across engines, so
+an absolute time alone says little. Every comparison therefore runs the engines in interleaved
+rounds (``interleave``) and reports, for each crad engine and each peer, the median of the
+per-round ratios with their min-max (``summarize``).
+"""
+import datetime
+import gc
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+ROUNDS = 3    # interleaved rounds per comparison; the runner sets it from --rounds
+MIN_S = 0.3   # each engine's figure in a round is the median of its runs over at least this long (s)
+
+
+def rss_bytes():
+    """Resident set size of this process now (Linux), else 0."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class Clock:
+    """Phase timer: ``c.lap("build")`` adds the time since the last lap to phase "build";
+    ``c.skip()`` leaves the time since the last lap out of every phase."""
+
+    def __init__(self, collect=True):
+        if collect:
+            gc.collect()
+        self.t = time.perf_counter()
+        self.phases = {}
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.t
+        self.t = now
+
+    def skip(self):
+        self.t = time.perf_counter()
+
+
+def repeat_for(run, min_s=None):
+    """Call ``run()`` (returning phase -> seconds) until ``min_s`` seconds have passed, at least
+    once; the median of each phase. A fast engine is timed many times, a slow one once."""
+    results, t0, min_s = [], time.perf_counter(), MIN_S if min_s is None else min_s
+    while not results or time.perf_counter() - t0 < min_s:
+        results.append(run())
+    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
+def interleave(engines, rounds):
+    """Measure every engine ``rounds`` times, alternating the order (A B C, C B A, A B C...), so
+    that round k of every engine ran close in time to round k of every other.
+
+    engines: name -> measure(), a callable returning a dict of figures for one round.
+    Returns name -> list of those dicts, one per round."""
+    names = list(engines)
+    out = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else reversed(names):
+            out[n].append(engines[n]())
+    return out
+
+
+def in_arena(arena, fn):
+    """fn, run with ``arena`` current: engines interleave, so none may hold a ``with`` open."""
+    def run(*args):
+        with arena:
+            return fn(*args)
+    return run
+
+
+def is_crad(engine):
+    return engine.startswith("crad")
+
+
+def summarize(samples, key, higher_is_better=True, **fields):
+    """One row per engine from ``interleave``'s samples: the engine, ``fields``, then the median
+    over rounds of each numeric figure (other figures from the first round).
+
+    Each crad engine's row gets, for every peer (an engine not named crad...), an 'x PEER'
+    column: the median over rounds of crad's ``key`` over the peer's (inverted when lower is
+    better), with the min-max of those per-round ratios; ``ratios`` keeps the numbers. A round
+    where either figure is missing (a peer that failed) gives no ratio."""
+    rows = []
+    for name, runs in samples.items():
+        row = dict(engine=name, **fields)
+        for k in runs[0]:
+            values = [r.get(k) for r in runs]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            row[k] = statistics.median(values) if numeric else values[0]
+        rows.append(row)
+    for row in rows:
+        if not is_crad(row["engine"]):
+            continue
+        for peer, runs in samples.items():
+            if is_crad(peer):
+                continue
+            ratios = []
+            for mine, theirs in zip(samples[row["engine"]], runs):
+                a, b = mine.get(key), theirs.get(key)
+                if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0 and b > 0:
+                    ratios.append(a / b if higher_is_better else b / a)
+            if ratios:
+                r = dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios), pairs=len(ratios))
+                row.setdefault("ratios", {})[peer] = r
+                row[f"x {peer}"] = ratio_text(r)
+    return rows
+
+
+def ratio_text(r):
+    """'1,040x (980-1,100)': the median of the per-round ratios, then their min-max."""
+    def num(x):
+        return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+    return f"{num(r['median'])}x ({num(r['min'])}-{num(r['max'])})"
+
+
+def python_env():
+    """The environment for a child Python that must import this same crad (installed, a
+    checkout, or a ``pip install --target`` directory on PYTHONPATH)."""
+    import crad
+    root = os.path.dirname(os.path.dirname(os.path.abspath(crad.__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+
+
+def installed(module):
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def load_probe(seconds=1.0):
+    """Memory bandwidth available now, in GB/s: numpy copies of a 64 MiB array (past any cache)
+    for ``seconds``. A loaded machine shows lower figures (DESIGN measured about 25 GB/s idle on
+    this project's machine kind); compare it between runs before comparing their times."""
+    a = np.ones(8 << 20)
+    b = np.empty_like(a)
+    copies, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        np.copyto(b, a)
+        copies += 1
+    return 2 * a.nbytes * copies / (time.perf_counter() - t0) / 1e9  # each copy reads and writes
+
+
+def load_line():
+    """The load indicator: copy bandwidth and the 1/5/15-minute load averages."""
+    bandwidth = load_probe()
+    try:
+        avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        avg = "unknown"
+    return f"{bandwidth:.1f} GB/s numpy copy bandwidth (1 s probe), load average {avg}"
+
+
+def machine():
+    """What the figures were measured on: the date, the machine line and the versions."""
+    import numba
+
+    import crad
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    peers = []
+    for peer in ("micrograd", "torch"):
+        try:
+            mod = __import__(peer)
+            peers.append(f"{peer} {getattr(mod, '__version__', 'installed')}")
+        except ImportError:
+            peers.append(f"{peer} not installed")
+    return dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                machine=f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+                versions=f"python {platform.python_version()}, crad {crad.__version__} ({crad_lines():,} lines), "
+                         f"numba {numba.__version__}, numpy {np.__version__}; " + ", ".join(peers))
+
+
+def crad_lines():
+    """Non-blank lines of crad's engine (the package minus this suite), so growth of the core is visible."""
+    import crad
+    root = os.path.dirname(crad.__file__)
+    n = 0
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("bench", "__pycache__")]
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name)) as f:
+                    n += sum(1 for line in f if line.strip())
+    return n
+
+
+def table(rows):
+    """A markdown table of dict rows: every key in first-seen order ('x PEER' ratio columns last),
+    except the workload name and the raw ratios."""
+    columns = []
+    for r in rows:
+        columns += [c for c in r if c not in columns and c not in ("workload", "ratios")]
+    columns = [c for c in columns if not c.startswith("x ")] + [c for c in columns if c.startswith("x ")]
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |")
+    return "\n".join(out)
+
+
+def fmt(x):
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        if x == 0:
+            return "0"
+        if abs(x) >= 100:
+            return f"{x:,.0f}"
+        if abs(x) >= 1:
+            return f"{x:.2f}"
+        return f"{x:.3g}"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
+    return str(x)
