@@ -1,10 +1,12 @@
 """crad bench [--quick] [--only W0,W2,...] [--rounds R] [--json PATH] [--md PATH]
 
-Runs DESIGN's workloads for crad and every installed peer (micrograd 0.1.0, a minimal pure-Python
-Value, PyTorch), each workload in a fresh process, the engines interleaved round by round. Prints
-markdown tables of medians over the rounds; beside each crad row, its ratio to every peer: the
-median of the per-round ratios, with their min-max in brackets. Absolute times depend on the
-machine and its load (the run prints a load indicator first); the ratios are what carries over.
+Times crad's workloads (W0 a dot product's graph, W1 a deep chain, W2 a toy regression step, W3 and
+W4 MNIST; compile times) for crad and every installed peer: a minimal pure-Python Value (always),
+micrograd 0.1.0 (pip install "crad[bench]") and PyTorch (pip install torch). Each workload runs in a
+fresh process with its engines interleaved round by round. Prints markdown tables of medians over
+the rounds; beside each crad row, its ratio to every peer: the median of the per-round ratios, with
+their min-max in brackets. Absolute times depend on the machine and its load (the run prints a load
+indicator first); the ratios are what carries over.
 """
 import argparse
 import json
@@ -33,15 +35,19 @@ for training.
 
 
 def select(only, quick):
-    """Registered names for --only (a name also selects 'NAME ...' entries) or for --quick."""
+    """Registered names for --only (case-insensitive; a name also selects its 'NAME ...' entries,
+    so W0 brings 'W0 memory'), else every workload, or the quick ones with --quick."""
     if only is None:
         return [n for n, w in WORKLOADS.items() if w.quick or not quick]
-    asked = [a.strip().lower() for a in only.split(",") if a.strip()]
-    unknown = [a for a in asked if not any(n.lower().split()[0] == a or n.lower() == a for n in WORKLOADS)]
+    asked = [a.strip() for a in only.split(",") if a.strip()]
+
+    def picks(a, name):
+        return a.lower() in (name.lower(), name.lower().split()[0])
+    unknown = [a for a in asked if not any(picks(a, n) for n in WORKLOADS)]
     if unknown or not asked:
-        raise SystemExit(f"crad bench: --only names {', '.join(unknown) or 'nothing'}; choose from "
-                         f"{', '.join(WORKLOADS)}")
-    return [n for n in WORKLOADS if n.lower() in asked or n.lower().split()[0] in asked]
+        raise SystemExit(f"crad bench: unknown workload {', '.join(unknown) or '(none given)'} in --only; "
+                         f"choose from {', '.join(WORKLOADS)}")
+    return [n for n in WORKLOADS if any(picks(a, n) for a in asked)]
 
 
 def run_workload(name, quick):

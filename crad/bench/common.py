@@ -181,8 +181,10 @@ def machine():
             peers.append(f"{peer} not installed")
     return dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 machine=f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-                versions=f"python {platform.python_version()}, crad {crad.__version__} ({crad_lines():,} lines), "
-                         f"numba {numba.__version__}, numpy {np.__version__}; " + ", ".join(peers))
+                crad=f"{crad.__version__} from {os.path.dirname(os.path.abspath(crad.__file__))} "
+                     f"({crad_lines():,} lines of engine)",
+                versions=f"python {platform.python_version()}, numba {numba.__version__}, numpy {np.__version__}; "
+                         + ", ".join(peers))
 
 
 def crad_lines():
