@@ -46,11 +46,11 @@ class Clock:
         self.t = time.perf_counter()
 
 
-def repeat_for(run, min_s=None):
-    """Call ``run()`` (returning phase -> seconds) until ``min_s`` seconds have passed, at least
+def repeat_for(run):
+    """Call ``run()`` (returning phase -> seconds) until MIN_S seconds have passed, at least
     once; the median of each phase. A fast engine is timed many times, a slow one once."""
-    results, t0, min_s = [], time.perf_counter(), MIN_S if min_s is None else min_s
-    while not results or time.perf_counter() - t0 < min_s:
+    results, t0 = [], time.perf_counter()
+    while not results or time.perf_counter() - t0 < MIN_S:
         results.append(run())
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
@@ -94,8 +94,12 @@ def summarize(samples, key, higher_is_better=True, **fields):
         row = dict(engine=name, **fields)
         for k in runs[0]:
             values = [r.get(k) for r in runs]
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-            row[k] = statistics.median(values) if numeric else values[0]
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                row[k] = statistics.median_low(values)  # a count stays a count
+            elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                row[k] = statistics.median(values)
+            else:
+                row[k] = values[0]
         rows.append(row)
     for row in rows:
         if not is_crad(row["engine"]):

@@ -87,27 +87,30 @@ def w0(quick):
     peers (micrograd, torch scalar) at N = 10^4 only."""
     rows = []
     for n in [10**4, 10**5] if quick else [10**4, 10**5, 10**6]:
-        rng = np.random.default_rng(n)
-        x, y = rng.normal(size=n), rng.normal(size=n)
-        nodes = 4 * n - 1  # 2n leaves, n muls, n - 1 adds
-        measures, warmup = {}, {}
-        for name, run in engines().items():
-            if quick and n > 10**4 and name in ("micrograd", "torch scalar"):
-                continue
-            t = time.perf_counter()
-            run(x[:8], y[:8])  # compile / warm up
-            warmup[name] = time.perf_counter() - t
+        skip = ("micrograd", "torch scalar") if quick and n > 10**4 else ()
+        rows += _w0_at(n, {name: run for name, run in engines().items() if name not in skip})
+    return rows
 
-            def measure(run=run):
-                ph = repeat_for(lambda: run(x, y), common.MIN_S)
-                total = sum(ph.values())
-                return dict(build_ns=ph["build"] / nodes * 1e9, backward_ns=ph["backward"] / nodes * 1e9,
-                            free_ns=ph["free"] / nodes * 1e9, total_s=total, nodes_per_s=nodes / total)
-            measures[name] = measure
-        found = summarize(interleave(measures, common.ROUNDS), "nodes_per_s", workload="W0", N=n, nodes=nodes)
-        for r in found:
-            r["warmup_s"] = warmup[r["engine"]]
-        rows += found
+
+def _w0_at(n, runners):
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    nodes = 4 * n - 1  # 2n leaves, n muls, n - 1 adds
+    measures, warmup = {}, {}
+    for name, run in runners.items():
+        t = time.perf_counter()
+        run(x[:8], y[:8])  # compile / warm up
+        warmup[name] = time.perf_counter() - t
+
+        def measure(run=run):
+            ph = repeat_for(lambda: run(x, y))
+            total = sum(ph.values())
+            return dict(build_ns=ph["build"] / nodes * 1e9, backward_ns=ph["backward"] / nodes * 1e9,
+                        free_ns=ph["free"] / nodes * 1e9, total_s=total, nodes_per_s=nodes / total)
+        measures[name] = measure
+    rows = summarize(interleave(measures, common.ROUNDS), "nodes_per_s", workload="W0", N=n, nodes=nodes)
+    for r in rows:
+        r["warmup_s"] = warmup[r["engine"]]
     return rows
 
 
@@ -180,20 +183,23 @@ def w1(quick):
         makers["torch scalar"] = _torch_leaf
     rows = []
     for depth in [10**4, 10**5] if quick else [10**5, 10**6]:
-        def measure(make):
-            c = Clock()
-            try:
-                x, y = _chain(make, depth)
-                c.lap("build")
-                y.backward()
-                c.lap("backward")
-                del x, y
-                gc.collect()
-                c.lap("free")
-            except RecursionError:
-                gc.collect()
-                return dict(status=f"RecursionError (limit {sys.getrecursionlimit()})", total_s=None)
-            return dict(status="ok", total_s=sum(c.phases.values()))
-        samples = interleave({name: lambda make=make: measure(make) for name, make in makers.items()}, common.ROUNDS)
+        samples = interleave({name: lambda make=make, depth=depth: _chain_run(make, depth)
+                              for name, make in makers.items()}, common.ROUNDS)
         rows += summarize(samples, "total_s", higher_is_better=False, workload="W1", depth=depth, nodes=5 * depth + 1)
     return rows
+
+
+def _chain_run(make, depth):
+    c = Clock()
+    try:
+        x, y = _chain(make, depth)
+        c.lap("build")
+        y.backward()
+        c.lap("backward")
+        del x, y
+        gc.collect()
+        c.lap("free")
+    except RecursionError:
+        gc.collect()
+        return dict(status=f"RecursionError (limit {sys.getrecursionlimit()})", total_s=None)
+    return dict(status="ok", total_s=sum(c.phases.values()))

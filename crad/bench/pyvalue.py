@@ -4,7 +4,8 @@ micrograd's API, written as a careful Python programmer would without an engine:
 (no per-object dict); each op stores its operands and its local derivatives when it is built, so
 there are no closures and no reference cycles (reference counting alone frees a graph); backward is
 iterative. It builds the same graph as micrograd and ``crad.Value`` (a constant operand of + and *
-becomes a leaf, ``a - b`` is ``a + (-b)``, ``a / b`` is ``a * b ** -1``), so node counts agree. It is meant to be the fastest plain-Python shape, so that a ratio to it measures the engine
+becomes a leaf, ``a - b`` is ``a + (-b)``, ``a / b`` is ``a * b ** -1``), so node counts agree.
+It is meant to be the fastest plain-Python shape, so that a ratio to it measures the engine
 rather than a slow baseline. Like plain Python, ``log`` of a non-positive number raises.
 """
 import math
