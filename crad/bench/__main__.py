@@ -21,7 +21,8 @@ from . import WORKLOADS, common
 
 NOTES = """\
 Notes: every crad-vs-peer figure comes from interleaved rounds (the engines of a workload take
-turns, the order alternating each round); a ratio is the median of the per-round ratios, with their
+turns, the order alternating each round, with a full garbage collection before each turn so that
+no engine pays for another's garbage); a ratio is the median of the per-round ratios, with their
 min-max in brackets. The per-Value rows (crad facade, crad per-Value, micrograd, python Value) run
 micrograd-style code, one Python operator per node; "python Value" is `crad/bench/pyvalue.py`, a
 minimal `__slots__` Value with a non-recursive backward that builds the same graph as crad.
@@ -91,6 +92,8 @@ def main(argv=None, prog="crad bench", json_default=None):
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     common.ROUNDS = args.rounds
+    if args.quick:
+        common.MIN_S = 0.1  # fewer repeats of the fast engines: --quick stays within 2 minutes under load
     if args.worker:
         rows = run_workload(args.worker, args.quick)
         with open(args.json, "w") as f:

@@ -83,13 +83,8 @@ def engines():
 
 
 def w0(quick):
-    """W0 rows: the engines interleaved at each size; ratios of nodes/s. Quick runs the slowest
-    peers (micrograd, torch scalar) at N = 10^4 only."""
-    rows = []
-    for n in [10**4, 10**5] if quick else [10**4, 10**5, 10**6]:
-        skip = ("micrograd", "torch scalar") if quick and n > 10**4 else ()
-        rows += _w0_at(n, {name: run for name, run in engines().items() if name not in skip})
-    return rows
+    """W0 rows: the engines interleaved at each size (quick: N = 10^4 only); ratios of nodes/s."""
+    return [row for n in ([10**4] if quick else [10**4, 10**5, 10**6]) for row in _w0_at(n, engines())]
 
 
 def _w0_at(n, runners):
