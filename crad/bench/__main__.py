@@ -25,7 +25,9 @@ turns, the order alternating each round, with a full garbage collection before e
 no engine pays for another's garbage); a ratio is the median of the per-round ratios, with their
 min-max in brackets. The per-Value rows (crad facade, crad per-Value, micrograd, python Value) run
 micrograd-style code, one Python operator per node; "python Value" is `crad/bench/pyvalue.py`, a
-minimal `__slots__` Value with a non-recursive backward that builds the same graph as crad.
+minimal `__slots__` Value with a non-recursive backward that builds the same graph as crad. W0's
+free phase includes a forced collection for every engine (only the collector frees micrograd's
+cycles); W2's per-Value steps leave collection to Python, as a user's loop does.
 micrograd 0.1.0 has no exp or log, so its W3 and W4 steps use a squared-output loss on the same MLP
 (W4's micrograd and rebuilt epochs are extrapolated from the images stated). `crad replay` rows use
 `crad.capture`: W2 'replay' replays the captured graph of the whole batch; 'replay batched' and the
