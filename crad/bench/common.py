@@ -139,6 +139,16 @@ def python_env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
 
+def torch(threads=1):
+    """PyTorch on ``threads`` intra-op threads: one by default, as crad runs. Its default pool
+    (one thread per core) spins while it waits: on this 2-core machine under load, W3's batch-1
+    step took 45 ms with 2 threads against 1.5 ms with 1, so a 2-thread figure measured the
+    neighbours. A multi-threaded comparison sets the same count for crad and PyTorch."""
+    import torch as t
+    t.set_num_threads(threads)
+    return t
+
+
 def installed(module):
     try:
         __import__(module)

@@ -62,9 +62,10 @@ def _in_big_stack(fn):
     return result["out"]
 
 
-def _torch_leaf(v):
-    import torch
-    return torch.tensor(v, dtype=torch.float64, requires_grad=True)
+def _torch_leaf():
+    """A maker of PyTorch scalar leaves (float64, requiring grad)."""
+    torch = common.torch()
+    return lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True)
 
 
 def engines():
@@ -78,7 +79,8 @@ def engines():
         from micrograd.engine import Value as MG
         out["micrograd"] = lambda x, y: _in_big_stack(lambda: _python_w0(MG, x, y, backward))
     if installed("torch"):
-        out["torch scalar"] = lambda x, y: _python_w0(_torch_leaf, x, y, backward)
+        leaf = _torch_leaf()
+        out["torch scalar"] = lambda x, y: _python_w0(leaf, x, y, backward)
     return out
 
 
@@ -175,7 +177,7 @@ def w1(quick):
         from micrograd.engine import Value as MG
         makers["micrograd"] = MG
     if installed("torch"):
-        makers["torch scalar"] = _torch_leaf
+        makers["torch scalar"] = _torch_leaf()
     rows = []
     for depth in [10**4, 10**5] if quick else [10**5, 10**6]:
         samples = interleave({name: lambda make=make, depth=depth: _chain_run(make, depth)

@@ -104,7 +104,7 @@ def micrograd_sample(X, y, hidden):
 
 
 def torch_steps(X, y, hidden, batch):
-    import torch
+    torch = common.torch()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)).double()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -172,7 +172,7 @@ def _epoch(X, y, Xt, yt, n, replay):
 
 
 def _torch_epoch(X, y, Xt, yt):
-    import torch
+    torch = common.torch()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10)).double()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -186,7 +186,7 @@ def per_value(engine):
 
 
 def torch_tensor():
-    import torch
+    torch = common.torch()
     X, y = _data()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
