@@ -286,6 +286,9 @@ class MLP(Module):
         sizes = d.get("sizes")
         if sizes is None or sizes.ndim != 1 or sizes.size < 2 or sizes.dtype.kind not in "iu" or (sizes < 1).any():
             raise CheckpointError(f"{path}: 'sizes' must list at least two positive ints")
+        relu_out = d.get("relu_out")
+        if relu_out is None or relu_out.shape != () or relu_out.dtype.kind not in "bi":
+            raise CheckpointError(f"{path}: 'relu_out' must be a boolean flag")
         for k in range(sizes.size - 1):
             for name, shape in ((f"W{k}", (sizes[k + 1], sizes[k])), (f"b{k}", (sizes[k + 1],))):
                 v = d.get(name)
