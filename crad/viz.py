@@ -65,10 +65,15 @@ class _Graph:
     def shown(self):
         return len(self.records)
 
+    @property
+    def caption(self):
+        return f"showing {self.shown} of {self.total} nodes (max_nodes={self.max_nodes})"
+
     def dot(self, rankdir="LR"):
         lines = ["digraph crad {", f"  rankdir={rankdir};", "  node [fontname=Helvetica, fontsize=10];"]
         if self.note:
             lines.insert(1, f"  // cut: {self.shown} of {self.total} nodes shown (max_nodes={self.max_nodes})")
+            lines.append(f'  label="{self.caption}"; labelloc=t; labeljust=l; fontname=Helvetica; fontsize=10;')
             lines.append(f'  cut [shape=note, label="{self.note}"];')
         lines += [f'  n{s} [shape=record, label="{{ {" | ".join(f)} }}"];' for s, f in self.records]
         lines += [f'  op{s} [label="{sym}"];' for s, sym in self.ops]
@@ -101,8 +106,7 @@ class _Graph:
                f'font-family="Helvetica,Arial,sans-serif" font-size="{_FONT}">',
                '<rect width="100%" height="100%" fill="white"/>']
         if self.note:
-            out.append(f'<text x="{_MARGIN}" y="{_MARGIN + _FONT}" fill="#555">showing {self.shown} of '
-                       f'{self.total} nodes (max_nodes={self.max_nodes})</text>')
+            out.append(f'<text x="{_MARGIN}" y="{_MARGIN + _FONT}" fill="#555">{self.caption}</text>')
         for (u, _), pts in zip(self.edges, paths):
             out.append(_edge([(px + _MARGIN, py + top) for px, py in pts], dashed=u == "cut"))
         k = 0
