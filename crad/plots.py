@@ -32,21 +32,22 @@ def ensure(path):
             raise SystemExit(f"--plot {path}: {e}") from None
 
 
-def smooth(values, window=None):
-    """Moving average of values over window steps (default: 1/50 of the run,
-    at least 1); returns (steps, averages), each step the window's last."""
+def smooth(values, window):
+    """Moving average of values over the last window steps; the first steps
+    average what there is so far. Returns an array as long as values."""
     v = np.asarray(values, np.float64)
-    if window is None:
-        window = max(1, len(v) // 50)
-    window = max(1, min(int(window), len(v)))
-    avg = np.convolve(v, np.ones(window) / window, mode="valid")
-    return np.arange(window, len(v) + 1), avg
+    window = max(1, int(window))
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    k = np.arange(1, len(v) + 1)
+    start = np.maximum(k - window, 0)
+    return (c[k] - c[start]) / (k - start)
 
 
 def training_curve(path, losses, *, accuracy=None, title=None, samples=None, side=None, window=None):
     """Write a PNG of a run: the loss per step (faint) and its moving average.
 
-    losses: one float per step (step 1 first). accuracy: (step, fraction)
+    losses: one float per step (step 1 first); window: steps in the moving
+    average (default 1/50 of the run). accuracy: (step, fraction)
     pairs, such as the test accuracy after each epoch, drawn on a right-hand
     axis. samples: lines of text (say, names sampled from a language model)
     shown in a panel beside the curve. side: a function given a matplotlib
@@ -63,9 +64,10 @@ def training_curve(path, losses, *, accuracy=None, title=None, samples=None, sid
     ax = axes[0, 0]
     steps = np.arange(1, len(losses) + 1)
     ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
-    s, avg = smooth(losses, window)
-    ax.plot(s, avg, color="tab:blue", linewidth=2, label=f"moving average ({s[0]} steps)")
-    finite = losses[np.isfinite(losses)]
+    window = window or max(1, len(losses) // 50)
+    avg = smooth(losses, window)
+    ax.plot(steps, avg, color="tab:blue", linewidth=2, label=f"moving average ({window} steps)")
+    finite = avg[np.isfinite(avg)]
     if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
         ax.set_yscale("log")  # a loss falling over decades reads better on a log axis
     ax.set_xlabel("step")
@@ -77,8 +79,8 @@ def training_curve(path, losses, *, accuracy=None, title=None, samples=None, sid
         ax2 = ax.twinx()
         ax2.plot(at, np.asarray(acc) * 100, "o-", color="tab:red", label="test accuracy")
         for a, b in zip(at, acc):
-            ax2.annotate(f"{b:.1%}", (a, b * 100), textcoords="offset points", xytext=(0, 7), ha="center",
-                         fontsize=8, color="tab:red")
+            ax2.annotate(f"{b:.1%}", (a, b * 100), textcoords="offset points", xytext=(0, 8), ha="center",
+                         fontsize=8, color="tab:red", bbox={"fc": "white", "ec": "none", "pad": 1})
         ax2.set_ylabel("test accuracy (%)", color="tab:red")
         lo = min(acc) * 100
         ax2.set_ylim(max(0.0, lo - 0.2 * (100 - lo) - 1), 100)
