@@ -72,7 +72,6 @@ class _Graph:
     def dot(self, rankdir="LR"):
         lines = ["digraph crad {", f"  rankdir={rankdir};", "  node [fontname=Helvetica, fontsize=10];"]
         if self.note:
-            lines.insert(1, f"  // cut: {self.shown} of {self.total} nodes shown (max_nodes={self.max_nodes})")
             lines.append(f'  label="{self.caption}"; labelloc=t; labeljust=l; fontname=Helvetica; fontsize=10;')
             lines.append(f'  cut [shape=note, label="{self.note}"];')
         lines += [f'  n{s} [shape=record, label="{{ {" | ".join(f)} }}"];' for s, f in self.records]
@@ -87,7 +86,7 @@ class _Graph:
         names, width, height = [], [], []
         for s, fields in self.records:
             names.append(f"n{s}")
-            width.append(sum(_text_width(t) + 2 * _PAD for t in fields))
+            width.append(sum(_field_width(t) for t in fields))
             height.append(_ROW)
         for s, sym in self.ops:
             names.append(f"op{s}")
@@ -95,7 +94,7 @@ class _Graph:
             height.append(_ROW)
         if self.note:
             names.append("cut")
-            width.append(_text_width(self.note) + 2 * _PAD + 10)
+            width.append(_field_width(self.note) + 10)
             height.append(_ROW)
         index = {name: k for k, name in enumerate(names)}
         x, y, paths, (w, h) = layered(width, height, [(index[u], index[v]) for u, v in self.edges])
@@ -159,14 +158,19 @@ def draw(value, max_nodes=500, layout="auto"):
     of more than max_nodes values are cut, keeping the nodes nearest the
     root, and a note says how many were left out. layout: 'crad' (crad's own
     layered layout, no dependency), 'dot' (graphviz; RuntimeError if it is
-    not installed) or 'auto' (dot when installed, else crad).
+    not installed or fails) or 'auto' (dot when it is installed and works,
+    else crad).
     """
     if layout not in ("auto", "crad", "dot"):
         raise ValueError(f"layout must be 'auto', 'crad' or 'dot', not {layout!r}")
     g = _Graph(value, max_nodes)
     if layout != "crad" and (layout == "dot" or shutil.which("dot")):
-        svg = _run_dot(g.dot(), "svg").decode()
-        return Drawing(svg[svg.index("<svg"):], g.shown, g.total, "dot")
+        try:
+            svg = _run_dot(g.dot(), "svg").decode()
+            return Drawing(svg[svg.index("<svg"):], g.shown, g.total, "dot")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            if layout == "dot":
+                raise  # asked for dot by name; 'auto' falls back to crad's layout
     return Drawing(g.svg(), g.shown, g.total, "crad")
 
 
@@ -223,6 +227,10 @@ def _text_width(text):
     return 0.6 * _FONT * len(text)  # Helvetica's average advance; generous for digits
 
 
+def _field_width(text):
+    return _text_width(text) + 2 * _PAD
+
+
 def _text(x, y, text):
     return f'<text x="{x:.1f}" y="{y + _FONT * 0.35:.1f}" text-anchor="middle">{html.escape(text)}</text>'
 
@@ -233,7 +241,7 @@ def _record(name, cx, cy, width, fields):
              f'<polygon fill="white" stroke="black" points="{x0:.1f},{y0:.1f} {x0 + width:.1f},{y0:.1f} '
              f'{x0 + width:.1f},{y1:.1f} {x0:.1f},{y1:.1f}"/>']
     for k, t in enumerate(fields):
-        fw = _text_width(t) + 2 * _PAD
+        fw = _field_width(t)
         if k:
             parts.append(f'<polyline fill="none" stroke="black" points="{x0:.1f},{y0:.1f} {x0:.1f},{y1:.1f}"/>')
         parts.append(_text(x0 + fw / 2, cy, t))

@@ -1,12 +1,11 @@
 """gradcheck and anomaly mode (drawing is in test_viz.py)."""
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 import crad
-from crad import AnomalyError, Value, viz
+from crad import AnomalyError, Value
 
 
 def test_gradcheck_passes_and_fails(arena):

@@ -73,8 +73,7 @@ def test_draw_has_a_record_per_value_and_an_ellipse_per_op(arena, how):
     for shapes, texts in records.values():
         assert shapes[0] == "polygon" and "ellipse" not in shapes
         assert any(t.startswith("data ") for t in texts) and any(t.startswith("grad ") for t in texts)
-    for shapes, texts in ops.values():
-        assert shapes == ["ellipse"]
+    assert all(shapes == ["ellipse"] for shapes, _ in ops.values())
     # The labels carry every value's data and grad (4 significant digits) and every op's symbol.
     labels = sorted(tuple(t for t in texts if t[:5] in ("data ", "grad ")) for _, texts in records.values())
     assert labels == sorted((f"data {v.data:#.4g}", f"grad {v.grad:#.4g}") for v in values)
@@ -152,8 +151,12 @@ def test_draw_rejects_bad_input(arena, monkeypatch, tmp_path):
     assert not os.listdir(tmp_path)
     assert d.save(tmp_path / "g.svg") == str(tmp_path / "g.svg")
     assert (tmp_path / "g.svg").read_text().strip() == d.svg
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: "/bin/false")  # a dot that fails
     assert viz.draw(y).layout == "crad"  # auto falls back to crad's layout
+    with pytest.raises(RuntimeError, match="dot failed"):
+        viz.draw(y, layout="dot")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert viz.draw(y).layout == "crad"
     with pytest.raises(RuntimeError, match="graphviz"):
         viz.draw(y, layout="dot")
     y.release()
@@ -191,7 +194,8 @@ def test_to_dot_cuts_big_graphs(arena):
     s = crad.leaves(np.ones(100)).sum()
     text = viz.to_dot(s, max_nodes=10)
     assert text.count("shape=record") == 10
-    assert "189 more nodes not shown (max_nodes=10)" in text and "// cut: 10 of 199" in text  # 100 leaves + 99 adds
+    # 100 leaves + 99 adds
+    assert "189 more nodes not shown (max_nodes=10)" in text and "showing 10 of 199 nodes" in text
     with pytest.raises(ValueError):
         viz.to_dot(s, max_nodes=0)
     with pytest.raises(TypeError):
