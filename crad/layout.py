@@ -26,7 +26,9 @@ def layered(width, height, edges):
     edges: (u, v) pairs, u drawn left of v; must form a DAG over range(n).
     Returns (x, y, paths, size): the boxes' centres as float64 arrays (n,),
     for each edge in the given order its list of (x, y) points from u's
-    right side to v's left side, and the (width, height) of the drawing.
+    right side to v's left side (consecutive points share y inside a column
+    and are joined by a curve in the gap between columns), and the (width,
+    height) of the drawing.
     """
     n = len(width)
     if n == 0:
@@ -58,16 +60,23 @@ def layered(width, height, edges):
 
     nranks = max(rk) + 1
     layers = [[] for _ in range(nranks)]
-    for i in _first_seen(right, left):  # initial order: breadth first from the sinks
+    for i in _depth_first(right, left):  # initial order: each node's operands together
         layers[rk[i]].append(i)
     pos = [0.0] * m
     for layer in layers:
         _number(layer, pos)
+    best, fewest = [list(layer) for layer in layers], _crossings(layers, right, pos)
     for _ in range(SWEEPS):
         for r in range(1, nranks):  # leftwards, each rank ordered by its users
             _reorder(layers[r], right, pos)
         for r in range(nranks - 2, -1, -1):  # rightwards, by operands
             _reorder(layers[r], left, pos)
+        c = _crossings(layers, right, pos)
+        if c < fewest:
+            best, fewest = [list(layer) for layer in layers], c
+    layers = best  # barycenter sweeps can oscillate: keep the best order seen
+    for layer in layers:
+        _number(layer, pos)
 
     y = [0.0] * m
     for layer in layers:
@@ -92,10 +101,14 @@ def layered(width, height, edges):
     for r in range(nranks - 2, -1, -1):
         xleft[r] = xleft[r + 1] + col[r + 1] + COLUMN_GAP
     x = xleft[rk] + col[rk] / 2
+    xright = xleft + col
     paths = []
-    for chain in chains:
+    for chain in chains:  # straight across each column, curved only in the gaps between columns
         u, v = chain[0], chain[-1]
-        pts = [(x[u] + w[u] / 2, y[u])] + [(x[d], y[d]) for d in chain[1:-1]] + [(x[v] - w[v] / 2, y[v])]
+        pts = [(x[u] + w[u] / 2, y[u])] + ([(xright[rk[u]], y[u])] if w[u] < col[rk[u]] else [])
+        for d in chain[1:-1]:
+            pts += [(xleft[rk[d]], y[d]), (xright[rk[d]], y[d])]
+        pts += ([(xleft[rk[v]], y[v])] if w[v] < col[rk[v]] else []) + [(x[v] - w[v] / 2, y[v])]
         paths.append([(float(a), float(b)) for a, b in pts])
     return x[:n], y[:n], paths, (float(xleft[0] + col[0]), float(np.max(y + h / 2)))
 
@@ -121,26 +134,46 @@ def _ranks(n, succ):
     return rank
 
 
-def _first_seen(right, left):
-    """All nodes, breadth first from the sinks over both directions, so each
-    rank starts in an order that keeps related nodes near each other."""
+def _depth_first(right, left):
+    """All nodes, depth first from each sink through operands (an explicit
+    stack), so that a node's operands start out next to each other."""
     m = len(right)
     seen = [False] * m
     order = []
     for s in range(m):
-        if seen[s] or right[s]:
+        if right[s]:
             continue
-        seen[s] = True
-        order.append(s)
-        k = len(order) - 1
-        while k < len(order):
-            i = order[k]
-            k += 1
-            for j in left[i] + right[i]:
-                if not seen[j]:
-                    seen[j] = True
-                    order.append(j)
+        stack = [s]
+        while stack:
+            i = stack.pop()
+            if seen[i]:
+                continue
+            seen[i] = True
+            order.append(i)
+            stack.extend(reversed(left[i]))  # first operand on top: visited first
     return order
+
+
+def _crossings(layers, right, pos):
+    """Edge crossings between every pair of adjacent ranks: inversions of the
+    edges' right ends when sorted by their left ends (a Fenwick tree)."""
+    total = 0
+    for layer in layers[1:]:
+        ends = sorted((pos[u], pos[v]) for u in layer for v in right[u])
+        size = max((int(v) for _, v in ends), default=0) + 2
+        tree = [0] * size
+        for k, (_, v) in enumerate(ends):
+            i = int(v) + 1  # earlier edges cross this one unless their right end is at or above v
+            below = 0
+            while i > 0:
+                below += tree[i]
+                i -= i & -i
+            total += k - below
+            i = int(v) + 1
+            while i < size:
+                tree[i] += 1
+                i += i & -i
+    return total
 
 
 def _number(layer, pos):
@@ -163,9 +196,16 @@ def _gaps(h):
 
 
 def _stack(h):
-    """Centres of boxes stacked top to bottom, centred on 0."""
-    c = np.concatenate([[0.0], np.cumsum(_gaps(h))])
-    return c - c[-1] / 2
+    """Centres of boxes of heights h stacked top to bottom, centred on 0."""
+    c = _offsets(_gaps(h))
+    return [ci - c[-1] / 2 for ci in c]
+
+
+def _offsets(gaps):
+    c = [0.0]
+    for g in gaps:
+        c.append(c[-1] + g)
+    return c
 
 
 def _isotonic(want, weight, gaps):
@@ -174,16 +214,15 @@ def _isotonic(want, weight, gaps):
     With z = y - cumsum(gaps) the constraint is z nondecreasing: weighted
     pool-adjacent-violators on an explicit stack of blocks.
     """
-    c = np.concatenate([[0.0], np.cumsum(gaps)])
-    means, weights, counts = [], [], []
-    for zi, wi in zip(np.asarray(want) - c, weight):
-        mean, wsum, cnt = float(zi), wi, 1
-        while means and means[-1] > mean:  # merge violating blocks
-            pm, pw, pc = means.pop(), weights.pop(), counts.pop()
+    c = _offsets(gaps)
+    blocks = []  # [mean, weight, count], means increasing
+    for zi, wi in zip((a - b for a, b in zip(want, c)), weight):
+        mean, wsum, cnt = zi, wi, 1
+        while blocks and blocks[-1][0] > mean:  # merge violating blocks
+            pm, pw, pc = blocks.pop()
             mean = (pm * pw + mean * wsum) / (pw + wsum)
             wsum += pw
             cnt += pc
-        means.append(mean)
-        weights.append(wsum)
-        counts.append(cnt)
-    return np.repeat(means, counts) + c
+        blocks.append((mean, wsum, cnt))
+    z = [mean for mean, _, cnt in blocks for _ in range(cnt)]
+    return [a + b for a, b in zip(z, c)]

@@ -265,7 +265,8 @@ def _note(cx, cy, width, text):
 def _edge(pts, dashed):
     """A smooth path through pts (horizontal tangents at each point), ending
     in an arrowhead whose tip is the last point."""
-    (tx, ty), pts = pts[-1], pts[:-1] + [(pts[-1][0] - _ARROW, pts[-1][1])]
+    tx, ty = pts[-1]
+    pts = [p for p in pts[:-1] if p[0] < tx - _ARROW] + [(tx - _ARROW, ty)]  # the arrowhead replaces the end
     d = [f"M{pts[0][0]:.1f},{pts[0][1]:.1f}"]
     for (px, py), (qx, qy) in zip(pts, pts[1:]):
         dx = (qx - px) / 2

@@ -124,10 +124,30 @@ def test_layered_layout_points_every_edge_right_and_keeps_boxes_apart():
     for c in np.unique(x):  # boxes in one column do not overlap
         ys = np.sort(y[x == c])
         assert np.all(np.diff(ys) >= height[0] + layout.ROW_GAP - 1e-9)
+    for (u, v), pts in zip(edges, paths):  # an edge crosses a column straight, between its boxes
+        for (px, py), (qx, qy) in zip(pts, pts[1:]):
+            inside = (x - width / 2 < qx - 1e-9) & (x + width / 2 > px + 1e-9)  # boxes the segment passes over
+            if py == qy:
+                others = inside & (np.arange(n) != u) & (np.arange(n) != v)
+                assert not np.any(others & (np.abs(y - py) < height / 2)), (u, v)
+            else:  # a curve: only in a gap between columns
+                assert not np.any(inside), (u, v)
     assert np.all(x - width / 2 >= 0) and np.all(x + width / 2 <= w + 1e-9)
     assert np.all(y - height / 2 >= -1e-9) and np.all(y + height / 2 <= h + 1e-9)
     with pytest.raises(ValueError, match="cycle"):
         layout.layered([1, 1], [1, 1], [(0, 1), (1, 0)])
+
+
+def test_layout_order_avoids_crossings():
+    # A tree whose operands are listed crosswise (2 and 4 feed 0, 3 and 5 feed 1) is drawn untangled.
+    edges = [(2, 0), (3, 1), (4, 0), (5, 1), (0, 6), (1, 6)]
+    x, y, _, _ = layout.layered([10.0] * 7, [10.0] * 7, edges)
+    mids, leaves = sorted([0, 1], key=lambda k: y[k]), sorted([2, 3, 4, 5], key=lambda k: y[k])
+    assert [v for k in leaves for u, v in edges if u == k] == [mids[0], mids[0], mids[1], mids[1]]
+    # The crossing count of one pair of ranks (left rank [0, 1], right rank [2, 3]).
+    pos = [0.0, 1.0, 0.0, 1.0]
+    assert layout._crossings([[2, 3], [0, 1]], [[3], [2], [], []], pos) == 1
+    assert layout._crossings([[2, 3], [0, 1]], [[2], [3], [], []], pos) == 0
 
 
 def test_deep_chain_layout_needs_no_recursion():
