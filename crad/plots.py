@@ -58,48 +58,50 @@ def training_curve(path, losses, *, accuracy=None, title=None, samples=None, sid
     if losses.ndim != 1 or len(losses) == 0:
         raise ValueError("losses must be a non-empty sequence of numbers, one per step")
     plt = pyplot()
-    panels = 1 + (samples is not None) + (side is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(6.4 + 3.6 * (panels - 1), 4.2),
-                             gridspec_kw={"width_ratios": [1.6] + [1] * (panels - 1)}, squeeze=False)
-    ax = axes[0, 0]
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
-    window = window or max(1, len(losses) // 50)
-    avg = smooth(losses, window)
-    ax.plot(steps, avg, color="tab:blue", linewidth=2, label=f"moving average ({window} steps)")
-    finite = avg[np.isfinite(avg)]
-    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
-        ax.set_yscale("log")  # a loss falling over decades reads better on a log axis
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    if accuracy:
-        at, acc = zip(*accuracy)
-        ax2 = ax.twinx()
-        ax2.plot(at, np.asarray(acc) * 100, "o-", color="tab:red", label="test accuracy")
-        for a, b in zip(at, acc):
-            ax2.annotate(f"{b:.1%}", (a, b * 100), textcoords="offset points", xytext=(0, 8), ha="center",
-                         fontsize=8, color="tab:red", bbox={"fc": "white", "ec": "none", "pad": 1})
-        ax2.set_ylabel("test accuracy (%)", color="tab:red")
-        lo = min(acc) * 100
-        ax2.set_ylim(max(0.0, lo - 0.2 * (100 - lo) - 1), 100)
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="upper right", fontsize=8)
-    if title:
-        ax.set_title(title)
-    k = 1
-    if samples is not None:
-        ax = axes[0, k]
-        k += 1
-        ax.axis("off")
-        ax.set_title("samples")
-        ax.text(0.05, 0.98, "\n".join(str(t) for t in samples), va="top", ha="left", family="monospace",
-                fontsize=9, transform=ax.transAxes)
-    if side is not None:
-        side(axes[0, k])
-    fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=100)
-    plt.close(fig)
+    widths = [6.4] + [2.2] * (samples is not None) + [4.0] * (side is not None)  # inches
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 4.2), gridspec_kw={"width_ratios": widths},
+                             squeeze=False)
+    try:
+        ax = axes[0, 0]
+        steps = np.arange(1, len(losses) + 1)
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
+        window = window or max(1, len(losses) // 50)
+        avg = smooth(losses, window)
+        ax.plot(steps, avg, color="tab:blue", linewidth=2, label=f"moving average ({window} steps)")
+        finite = avg[np.isfinite(avg)]
+        if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
+            ax.set_yscale("log")  # a loss falling over decades reads better on a log axis
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if accuracy:
+            at, acc = zip(*accuracy)
+            ax2 = ax.twinx()
+            ax2.plot(at, np.asarray(acc) * 100, "o-", color="tab:red", label="test accuracy")
+            for a, b in zip(at, acc):
+                ax2.annotate(f"{b:.1%}", (a, b * 100), textcoords="offset points", xytext=(0, 8), ha="center",
+                             fontsize=8, color="tab:red", bbox={"fc": "white", "ec": "none", "pad": 1})
+            ax2.set_ylabel("test accuracy (%)", color="tab:red")
+            lo = min(acc) * 100
+            ax2.set_ylim(max(0.0, lo - 0.2 * (100 - lo) - 1), 100)
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, loc="upper right", fontsize=8)
+        if title:
+            ax.set_title(title)
+        k = 1
+        if samples is not None:
+            ax = axes[0, k]
+            k += 1
+            ax.axis("off")
+            ax.set_title("samples")
+            ax.text(0.05, 0.98, "\n".join(str(t) for t in samples), va="top", ha="left", family="monospace",
+                    fontsize=9, transform=ax.transAxes)
+        if side is not None:
+            side(axes[0, k])
+        fig.tight_layout()
+        fig.savefig(os.fspath(path), dpi=100)
+    finally:
+        plt.close(fig)  # a side panel that raises must not leak the figure
     return path
