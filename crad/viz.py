@@ -2,7 +2,7 @@
 an ellipse per op, edges from operands to the op to its result, left to right.
 
 - ``draw(value)``: an SVG picture that notebooks show inline and ``.save()``
-  writes; crad lays the graph out itself (``crad.layout``), or lets graphviz's
+  writes; crad lays the graph out itself (``crad.dag_layout``), or lets graphviz's
   ``dot`` do it when that is installed.
 - ``to_dot(value)``: DOT text, no dependency; ``render(value, path)``: SVG, PNG
   or PDF through ``dot``.
@@ -19,7 +19,7 @@ import numpy as np
 
 from . import kernels as K
 from .arena import StaleValueError
-from .layout import layered
+from .dag_layout import layered
 from .ops import LEAF, POW, SYMBOL
 from .value import Value
 
@@ -81,7 +81,7 @@ class _Graph:
         return "\n".join(lines)
 
     def svg(self):
-        """The picture as SVG, laid out by crad.layout (structured like
+        """The picture as SVG, laid out by crad.dag_layout (structured like
         graphviz's output: a <g class="node"> with a <title> per node)."""
         names, width, height = [], [], []
         for s, fields in self.records:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import crad
-from crad import Value, layout, plots, viz
+from crad import Value, plots, viz
+from crad import dag_layout as layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 LAYOUTS = ["crad", pytest.param("dot", marks=pytest.mark.skipif(not shutil.which("dot"),
