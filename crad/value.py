@@ -335,6 +335,11 @@ class Value(DerivedOps):
             return "Value(<released>)"
         return f"Value(data={self.data}, grad={self.grad})"
 
+    def _repr_html_(self):
+        """Notebooks show the graph (crad.viz.notebook_html: capped, so a huge graph stays small)."""
+        from .viz import notebook_html  # viz imports this module
+        return notebook_html(self)
+
     # -- ops ------------------------------------------------------------------
     def _binary(self, op, other):
         """The checked path of + and * (and anything the fast path declines)."""
