@@ -1,7 +1,7 @@
 """crad: a fast scalar-valued autograd engine (micrograd's API, numba kernels)."""
 from . import datasets, debug, engine, losses, nn, optim, viz
 from .anomaly import AnomalyError, detect_anomaly
-from .arena import Arena, StaleValueError, current_arena, default_arena
+from .arena import Arena, ArenaThreadError, StaleValueError, current_arena, default_arena
 from .debug import gradcheck
 from .nn import MLP, Layer, Neuron
 from .ops import Op
@@ -12,7 +12,7 @@ from .vector import Vector, dot, leaves
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "Arena", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
+    "AnomalyError", "Arena", "ArenaThreadError", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
     "Vector", "capture", "current_arena", "datasets", "debug", "default_arena", "detect_anomaly", "dot",
     "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
 ]

@@ -246,7 +246,7 @@ class Vector(DerivedOps):
         if not isinstance(axis, (int, np.integer)) or not -ids.ndim <= axis < ids.ndim:
             raise ValueError(f"axis must be None or an int in [-{ids.ndim}, {ids.ndim}), got {axis!r}")
         moved = np.moveaxis(ids, axis, -1)
-        rows = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+        rows = np.ascontiguousarray(moved).reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1])
         if rows.shape[1] <= 1 or rows.shape[0] == 0:
             if rows.shape[0] == 0:  # no sums to make
                 return Vector._adopt(a, np.empty(moved.shape[:-1], np.int32))
