@@ -12,7 +12,7 @@ from .vector import Vector, dot, leaves
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "Arena", "ArenaThreadError", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
-    "Vector", "capture", "current_arena", "datasets", "debug", "default_arena", "detect_anomaly", "dot",
-    "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
+    "AnomalyError", "Arena", "ArenaThreadError", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape",
+    "TapeError", "Value", "Vector", "capture", "current_arena", "datasets", "debug", "default_arena",
+    "detect_anomaly", "dot", "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
 ]

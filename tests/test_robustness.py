@@ -146,7 +146,8 @@ def test_two_threads_each_in_their_own_arena():
         t.join()
     assert not errors
     for k, (g, live) in results.items():
-        assert g == pytest.approx(2 * k * (1 - np.tanh(k * k + 1.0) ** 2)) and live == 5  # x, x * x, the leaf 1.0, +, tanh
+        # live: x, x * x, the leaf 1.0, +, tanh
+        assert g == pytest.approx(2 * k * (1 - np.tanh(k * k + 1.0) ** 2)) and live == 5
 
 
 def test_an_arena_used_from_another_thread_raises(arena):
