@@ -14,7 +14,7 @@ import threading
 
 from . import anomaly
 from . import kernels as K
-from .arena import ArenaThreadError, StaleValueError, current_arena
+from .arena import Arena, ArenaThreadError, StaleValueError, _local, current_arena
 from .ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, SYMBOL, TANH
 
 _BACKWARD_SWEEP = True  # tests turn it off to exercise the general (Kahn) path
@@ -187,7 +187,15 @@ class Value(DerivedOps):
         if _children or _op:
             raise TypeError("Value() makes leaves only; build other nodes with operators")
         x = data if type(data) is float else as_float(data, "Value data")
-        a = current_arena() if arena is None else arena
+        if arena is None:
+            try:
+                a = _local.current  # current_arena(), without its call
+            except AttributeError:
+                a = current_arena()
+        elif isinstance(arena, Arena):
+            a = arena
+        else:
+            raise TypeError(f"arena must be a crad.Arena, not {type(arena).__name__}")
         if a._owner != _ident():
             a._check_thread()
         k = a._k  # _record's steps, inlined: a leaf is a third of a micrograd graph
