@@ -189,7 +189,7 @@ def load_mnist(data_dir=None, *, download=True, mirrors=MIRRORS, timeout=30.0, r
 
 def load_names(data_dir=None, *, download=True, mirrors=NAMES_MIRRORS, timeout=30.0, retries=2,
                sha256=None, progress=True):
-    """makemore's names (``<data root>/names/names.txt``, 32,032 lines) as a
+    """makemore's names (``<data root>/names/names.txt``: 32,033 names) as a
     list of str, in file order, blank lines dropped.
 
     Downloaded from karpathy/makemore (master) when missing, like MNIST.

@@ -195,7 +195,8 @@ def test_names_refuses_wrong_checksum_and_says_where(server, tmp_path):
 def test_real_names_file(monkeypatch):
     monkeypatch.setenv("CRAD_DATA_DIR", SHARED)
     names = load_names(download=False)
-    assert len(names) == 32032 and names[:3] == ["emma", "olivia", "ava"]
+    # 32,033 names: `wc -l` counts 32,032 lines because the last name has no newline
+    assert len(names) == 32033 and names[:3] == ["emma", "olivia", "ava"] and names[-1] == "zzyzx"
     assert len(NAMES_SHA256["names.txt"]) == 64
 
 
