@@ -5,14 +5,15 @@ from .arena import Arena, ArenaThreadError, StaleValueError, current_arena, defa
 from .debug import gradcheck
 from .nn import MLP, Layer, Neuron
 from .ops import Op
-from .tape import Tape, TapeError, capture
+from .tape import Compiled, Tape, TapeError, capture, compile
 from .value import Value
 from .vector import Vector, dot, leaves
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "Arena", "ArenaThreadError", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape",
-    "TapeError", "Value", "Vector", "capture", "current_arena", "datasets", "debug", "default_arena",
-    "detect_anomaly", "dot", "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
+    "AnomalyError", "Arena", "ArenaThreadError", "Compiled", "Layer", "MLP", "Neuron", "Op", "StaleValueError",
+    "Tape", "TapeError", "Value", "Vector", "capture", "compile", "current_arena", "datasets", "debug",
+    "default_arena", "detect_anomaly", "dot", "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz",
+    "__version__",
 ]
