@@ -141,19 +141,45 @@ def crad_per_name(chars, names, steps, batch_size=1, replay=True):
         return stats["seconds"] / stats["names"], nodes, capture
 
 
-def capture_all(chars):
-    """Seconds to capture one tape per length 1..block_size (a fresh model)."""
-    with crad.Arena():
-        model = gpt.GPT(chars, seed=0)
-        t = time.perf_counter()
-        for n in range(1, model.block_size + 1):
-            model.tapes(np.eye(model.vocab)[:n], np.eye(model.vocab)[:n])
-        return time.perf_counter() - t, len(model.tapes)
+# In a fresh process: seconds to capture a tape for every length 1..block_size
+# and replay each once (single and batched), after crad's import and a model.
+CAPTURE_PROBE = r"""
+import time
+import numpy as np
+import crad
+from crad.examples import gpt
+model = gpt.GPT(sorted("abcdefghijklmnopqrstuvwxyz"), seed=0)
+t = time.perf_counter()
+for n in range(1, model.block_size + 1):
+    X = np.eye(model.vocab)[:n]
+    model.tapes(X, X, backward=True)
+    model.tapes.batch(X[None], X[None])
+print(time.perf_counter() - t, len(model.tapes))
+"""
+
+
+def capture_all():
+    """{"cold": s, "warm": s}: every length's tape captured and first replayed,
+    in fresh processes with an empty numba cache, then with the filled one."""
+    from .compile import fresh_runs
+    out = {}
+    for state, run in fresh_runs(CAPTURE_PROBE):
+        out[state] = float(run.stdout.split()[0]) if run.returncode == 0 else f"failed: {run.stderr[-200:]}"
+    return out
 
 
 def torch_per_name(state, model, names, steps):
     """Seconds per name of the model as PyTorch tensor code (float64, one name per step)."""
     import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a second thread only adds synchronisation (40x slower under load)
+    try:
+        return _torch_per_name(torch, state, model, names, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _torch_per_name(torch, state, model, names, steps):
     W = {k: torch.tensor(v, requires_grad=True) for k, v in state.items()}
     opt = torch.optim.Adam(W.values(), lr=0.01, betas=gpt.BETAS, eps=gpt.EPS)
     H, E = model.n_head, model.n_embd
@@ -176,13 +202,14 @@ def torch_per_name(state, model, names, steps):
         return torch.nn.functional.cross_entropy(x @ W["lm_head"].T, tgt)
 
     encoded = [model.encode(n) for n in names]
-    t = time.perf_counter()
-    for step in range(steps):
+    for step in range(-3, steps):  # three untimed warm-up steps (PyTorch's first calls initialise)
+        if step == 0:
+            t = time.perf_counter()
         loss = loss_of(encoded[step % len(encoded)])
         opt.zero_grad()
         loss.backward()
         for g in opt.param_groups:
-            g["lr"] = 0.01 * (1 - step / steps)
+            g["lr"] = 0.01 * (1 - max(step, 0) / steps)
         opt.step()
     return (time.perf_counter() - t) / steps
 
@@ -212,28 +239,31 @@ def w5(quick):
     s, n, _ = crad_per_name(chars, names, k * (5 if quick else 20), replay=False)
     row("crad rebuilt", 1, s, n)
     if installed("torch"):
-        row("torch tensor", 1, torch_per_name(state, model, names, k * (20 if quick else 100)), None)
+        row("torch tensor (1 thread)", 1, torch_per_name(state, model, names, k * (20 if quick else 100)), None)
     base = {r["engine"]: r["ms_per_name"] for r in rows}
     for r in rows:
-        for peer in ("pure-Python Value (per scalar)", "torch tensor"):
+        for peer in ("pure-Python Value (per scalar)", "torch tensor (1 thread)"):
             if peer in base and r["engine"].startswith("crad"):
-                r[f"x {peer.split(' (')[0]}"] = f"{base[peer] / r['ms_per_name']:,.1f}x"
-    cold, tapes = capture_all(chars)
-    warm, _ = capture_all(chars)
-    rows.append(dict(workload="W5", engine=f"crad: capture all {tapes} lengths", capture_s=cold,
-                     note=f"first in this process {cold:.2f} s, again {warm:.2f} s"))
+                x = base[peer] / r["ms_per_name"]
+                r[f"x {peer.split(' (')[0]}"] = f"{x:,.1f}x" if x >= 1 else f"{x:.2g}x"
+    times = capture_all()
+    for state, s in times.items():
+        rows.append(dict(workload="W5", engine=f"crad: capture + first replay of all 16 lengths ({state} numba cache)",
+                         capture_s=s))
     rows.append(_default_run(docs, chars, 200 if quick else 1000))
+    rows.append(_default_run(docs, chars, 20 if quick else 100, batch_size=32))
     return rows
 
 
-def _default_run(docs, chars, steps):
-    """`crad train gpt`'s run: loss after `steps` names, throughput, samples."""
+def _default_run(docs, chars, steps, batch_size=1):
+    """`crad train gpt`'s run on the names (captures included): loss after
+    `steps` steps, throughput, samples."""
     with crad.Arena():
         model = gpt.GPT(chars, seed=0)
         stats = {}
-        losses = gpt.train(model, docs, steps, progress=False, stats=stats)
+        losses = gpt.train(model, docs, steps, batch_size=batch_size, progress=False, stats=stats)
         names = gpt.sample(model, 5, seed=0)
-    return dict(workload="W5", engine=f"crad replay, default run ({steps} steps)", batch=1, names=steps,
-                nodes_per_name=stats["nodes"] / stats["names"], ms_per_name=stats["seconds"] / steps * 1e3,
-                names_per_s=steps / stats["seconds"],
+    return dict(workload="W5", engine=f"crad train gpt --steps {steps} --batch-size {batch_size}", batch=batch_size,
+                names=stats["names"], nodes_per_name=stats["nodes"] / stats["names"],
+                ms_per_name=stats["seconds"] / stats["names"] * 1e3, names_per_s=stats["names"] / stats["seconds"],
                 note=f"loss {losses[-1]:.3f} (last 50 mean {np.mean(losses[-50:]):.3f}); samples {', '.join(names)}")
