@@ -11,7 +11,8 @@ def test_help_everywhere(capsys):
     assert e.value.code == 0 and "train" in capsys.readouterr().out
     cli.main(["train", "--help"])
     assert "toy" in capsys.readouterr().out
-    for sub in (["train", "toy", "--help"], ["train", "moons", "--help"], ["train", "mnist", "--help"], ["train", "gpt", "--help"],
+    for sub in (["train", "toy", "--help"], ["train", "moons", "--help"], ["train", "mnist", "--help"],
+                ["train", "gpt", "--help"],
                 ["info", "--help"]):
         with pytest.raises(SystemExit) as e:
             cli.main(sub)

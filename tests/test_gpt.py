@@ -93,23 +93,26 @@ def test_graph_is_the_per_scalar_graph_plus_the_one_hot_rows():
     (built on crad.engine.Value) plus what one-hot rows cost."""
     from crad import kernels as K
 
-    def made(a, build):
-        top0 = int(a.M[K.M_TOP])
-        before = np.bincount(a.I[K.OP, :top0][a.I[K.GEN, :top0] % 2 == 1], minlength=8)
-        keep = build()
+    def kinds(a):
+        """Live nodes per op code."""
         top = int(a.M[K.M_TOP])
-        return np.bincount(a.I[K.OP, :top][a.I[K.GEN, :top] % 2 == 1], minlength=8) - np.pad(before, (0, 0)), keep
+        return np.bincount(a.I[K.OP, :top][a.I[K.GEN, :top] % 2 == 1], minlength=8)
 
     with crad.Arena() as a:
         model = gpt.GPT(CHARS, seed=0)
         V, E = model.vocab, model.n_embd
+        P = gpt.scalar_params(model.state_dict(), Value)
         for name in ("x", "olivia", "abcdefghijklmnopq"):
             X, Y = model.onehots(name)
             n = len(X)
-            vec, keep = made(a, lambda: model.loss(crad.leaves(X), crad.leaves(Y)))
-            P = gpt.scalar_params(model.state_dict(), Value)
-            scalar, keep2 = made(a, lambda: gpt.scalar_loss(P, model.encode(name)))
-            del keep, keep2, P
+            before = kinds(a)
+            graph = model.loss(crad.leaves(X), crad.leaves(Y))
+            vec = kinds(a) - before
+            del graph
+            before = kinds(a)
+            graph = gpt.scalar_loss(P, model.encode(name))
+            scalar = kinds(a) - before
+            del graph
             extra = np.zeros(8, int)
             extra[crad.Op.LEAF] = 2 * n * V  # the one-hot input rows
             # embedding: V*E muls, (V-1)*E adds; target: V muls, V-1 adds, and the V-1

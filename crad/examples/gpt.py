@@ -296,7 +296,8 @@ def train(model, docs, steps, *, lr=0.01, batch_size=1, replay=True, progress=Tr
     gradients averaged. replay=True replays one captured tape per length
     (``model.tapes``, batched with ``Tape.batch``); replay=False builds,
     back-propagates and frees each name's graph. A ``stats`` dict receives
-    names, nodes (computed per name) and seconds."""
+    names, nodes (what the names' graphs hold besides the parameters: ops,
+    constants, one-hot inputs) and seconds."""
     from tqdm import tqdm
     steps, batch_size = _check_size(steps, "steps"), _check_size(batch_size, "batch_size")
     if not docs or not all(isinstance(d, str) for d in docs):
@@ -313,12 +314,10 @@ def train(model, docs, steps, *, lr=0.01, batch_size=1, replay=True, progress=Tr
     for step in bar:
         X, Y = next(data)
         model.zero_grad()
-        if replay and batch_size == 1:
-            out.append(model.tapes(X[0], Y[0], backward=True))
-            nodes += model.tapes.tape(X[0], Y[0]).computed
-        elif replay:
-            out.append(float(model.tapes.batch(X, Y).mean()))
-            nodes += model.tapes.tape(X, Y, batched=True).computed * len(X)
+        if replay:
+            tape = model.tapes.tape(X, Y, batched=True)
+            out.append(tape(X[0], Y[0], backward=True) if batch_size == 1 else float(tape.batch(X, Y).mean()))
+            nodes += (tape.nodes - tape.parameters) * len(X)
         else:
             live = arena.live
             graphs = [model.loss(leaves(x, arena), leaves(y, arena)) for x, y in zip(X, Y)]
