@@ -164,8 +164,10 @@ def _graph(P, n_head):
     vocab, E = P["wte"].shape
     D = E // n_head
 
+    # Weights are the left operand of each mul, as in microgpt's `wi * xi`
+    # (and the batched replay's fast case: a parameter times a row).
     def linear(x, W):  # x (n, nin), W (nout, nin): a mul per weight, a chain of adds per output
-        return (x.reshape(x.shape[0], 1, x.shape[1]) * W).sum(axis=2)
+        return (W * x.reshape(x.shape[0], 1, x.shape[1])).sum(axis=2)
 
     def rmsnorm(x):  # x (n, E)
         scale = ((x * x).sum(axis=1) / E + 1e-5) ** -0.5
@@ -178,7 +180,7 @@ def _graph(P, n_head):
 
     def loss(X, Y):
         n = X.shape[0]
-        x = rmsnorm((X.reshape(n, vocab, 1) * P["wte"]).sum(axis=1) + P["wpe"][:n])
+        x = rmsnorm((P["wte"] * X.reshape(n, vocab, 1)).sum(axis=1) + P["wpe"][:n])
         for i in range(n_layer):
             residual = x
             h = rmsnorm(x)
