@@ -337,5 +337,5 @@ def stack(vectors):
         if ids.shape != shape:
             raise ValueError(f"stack(): Vector {k} has shape {ids.shape}, Vector 0 has {shape}")
     ids = np.stack([ids for _, ids in parts])
-    K.retain_many(a.I, ids.reshape(-1))
+    K.retain_many(a.columns()[1], ids.reshape(-1))
     return Vector._adopt(a, ids)
