@@ -182,9 +182,10 @@ def test_command_trains_checkpoints_resumes_and_samples(tmp_path, capsys):
     ck = tmp_path / "g.npz"
     common = ["--data-dir", SHARED, "--checkpoint", str(ck), "--samples", "4", "--no-progress"]
     with crad.Arena():
-        cli.main(["train", "gpt", "--steps", "40"] + common)
+        cli.main(["train", "gpt", "--steps", "40", "--plot", str(tmp_path / "g.png")] + common)
     out = capsys.readouterr().out
     assert "final loss" in out and "nodes per name" in out
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(out.split("samples: ")[1].strip().split(", ")) == 4
     with crad.Arena():  # steps 40..79, from the checkpoint's weights and Adam state
         more = gpt.main(["--steps", "80", "--resume"] + common)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import crad
-from crad import optim
+from crad import optim, plots
 from crad.nn import Module, _check_size
 from crad.vector import Vector, leaves, stack
 
@@ -406,14 +406,18 @@ def parse(argv):
     ap.add_argument("--samples", type=int, default=20, help="names to sample after training (default 20)")
     ap.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (default 0.5)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild every name's graph instead of replaying")
-    ap.add_argument("--checkpoint", default="gpt-crad.npz", help="checkpoint path ('' for none)")
+    ap.add_argument("--checkpoint", default="", help="write weights and Adam state here after training, "
+                                                     "to --resume from (default: none; a run takes seconds)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--plot", metavar="PATH", help="write the loss curve and the sampled names to this PNG "
+                    "(needs crad[plot])")
     return ap.parse_args(argv)
 
 
 def main(argv=None):
     args = parse(argv)
+    plots.ensure(args.plot)
     from crad.datasets import load_names
     docs = load_names(args.data_dir)
     chars = sorted(set("".join(docs)))
@@ -439,4 +443,8 @@ def main(argv=None):
         save(args.checkpoint, model, opt, args.steps)
     names = sample(model, args.samples, args.temperature, args.seed)
     print("samples: " + ", ".join(names))
+    if args.plot and losses:
+        plots.training_curve(args.plot, losses, samples=names, title=f"microgpt on names, {model.num_parameters:,} "
+                             f"parameters, batch {args.batch_size}")
+        print(f"loss curve written to {args.plot}")
     return losses
