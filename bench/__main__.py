@@ -39,16 +39,16 @@ def ratio_rows(rows, key, peers=("micrograd", "torch scalar", "torch tensor", "c
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     ap.add_argument("--quick", action="store_true", help="small sizes; finishes within 2 minutes")
-    ap.add_argument("--only", default="W0,W1,W2,W3,W4", help="comma-separated workloads (default: all)")
+    ap.add_argument("--only", default="W0,W1,W2,W3,W4,W5", help="comma-separated workloads (default: all)")
     ap.add_argument("--json", default="bench/results.json", help="where to write the rows as JSON")
     ap.add_argument("--repeats", type=int, default=5, help="runs per crad figure (median)")
     ap.add_argument("--in-process", action="store_true",
                     help="run all workloads in this process (default: one fresh process per workload, so "
                          "that no engine inherits another workload's heap)")
     args = ap.parse_args(argv)
-    only = [w for w in ("W0", "W1", "W2", "W3", "W4") if w in set(args.only.upper().split(","))]
+    only = [w for w in ("W0", "W1", "W2", "W3", "W4", "W5") if w in set(args.only.upper().split(","))]
     if not only:
-        ap.error("--only names none of W0, W1, W2, W3, W4")
+        ap.error("--only names none of W0, W1, W2, W3, W4, W5")
     t0 = time.perf_counter()
     if len(only) > 1 and not args.in_process:
         return _isolated(args, only, t0)
@@ -97,6 +97,12 @@ def main(argv=None):
             section("W4: MNIST epoch, MLP 784-50-10, batch 32" + note, mnist.w4(args.quick),
                     ["engine", "images", "s_per_epoch", "capture_s", "samples_per_s", "nodes_per_s",
                      "nodes_per_image", "test_accuracy"], key="s_per_epoch", higher_is_better=False)
+    if "W5" in only:
+        from . import gpt
+        rows = gpt.w5(args.quick)
+        section("W5: microgpt's character GPT, per name (build or replay, backward, Adam)", rows,
+                ["engine", "batch", "names", "nodes_per_name", "ms_per_name", "names_per_s", "capture_s"]
+                + sorted({c for r in rows for c in r if c.startswith("x ")}) + ["note"])
     print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1, default=str)

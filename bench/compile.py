@@ -26,19 +26,28 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
-def compile_times():
+def fresh_runs(probe):
+    """[(state, CompletedProcess)]: probe run in a fresh process against an
+    empty numba cache ("cold"), then against the cache it filled ("warm")."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    rows = []
+    runs = []
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache,
                    PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         for state in ("cold", "warm"):
-            out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=root)
-            if out.returncode != 0:
-                rows.append(dict(workload="compile", engine="crad", cache=state,
-                                 import_s=f"failed: {out.stderr[-200:]}"))
-                continue
-            t = [float(v) for v in out.stdout.split()]
-            rows.append(dict(workload="compile", engine="crad", cache=state, import_s=t[0], first_gradient_s=t[1],
-                             first_mnist_step_s=t[2], capture_and_first_replay_s=t[3]))
+            runs.append((state, subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                               env=env, cwd=root)))
+    return runs
+
+
+def compile_times():
+    rows = []
+    for state, out in fresh_runs(PROBE):
+        if out.returncode != 0:
+            rows.append(dict(workload="compile", engine="crad", cache=state,
+                             import_s=f"failed: {out.stderr[-200:]}"))
+            continue
+        t = [float(v) for v in out.stdout.split()]
+        rows.append(dict(workload="compile", engine="crad", cache=state, import_s=t[0], first_gradient_s=t[1],
+                         first_mnist_step_s=t[2], capture_and_first_replay_s=t[3]))
     return rows

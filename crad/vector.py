@@ -321,3 +321,21 @@ def _inverse(c):
         return None
     with np.errstate(divide="ignore"):
         return np.float64(1.0) / c.astype(np.float64)
+
+
+def stack(vectors):
+    """One Vector of shape (k, *shape) holding the nodes of k Vectors of the
+    same shape and arena (no new nodes: it retains each node once more)."""
+    vectors = list(vectors)
+    if not vectors or not all(isinstance(v, Vector) for v in vectors):
+        raise TypeError("stack() takes a non-empty sequence of Vectors")
+    parts = [v._slots() for v in vectors]
+    a, shape = parts[0][0], parts[0][1].shape
+    for k, (b, ids) in enumerate(parts):
+        if b is not a:
+            raise ValueError(f"stack(): Vector {k} belongs to another arena")
+        if ids.shape != shape:
+            raise ValueError(f"stack(): Vector {k} has shape {ids.shape}, Vector 0 has {shape}")
+    ids = np.stack([ids for _, ids in parts])
+    K.retain_many(a.columns()[1], ids.reshape(-1))
+    return Vector._adopt(a, ids)

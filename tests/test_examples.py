@@ -7,8 +7,8 @@ import pytest
 import crad
 from crad.examples import mnist, moons, toy
 
-SHARED = os.environ.get("CRAD_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                                                          "data", "mnist")
+# the data root (mnist/, names/), as CI sets it
+SHARED = os.environ.get("CRAD_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
 def test_toy_replay_and_rebuild_agree(capsys):
@@ -28,7 +28,8 @@ def test_moons_reaches_full_training_accuracy(capsys):
     assert X.shape == (100, 2) and set(y) == {-1.0, 1.0}
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED), reason="the shared MNIST directory is not on this machine")
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "mnist")),
+                    reason="the shared MNIST directory is not on this machine")
 def test_mnist_trains_checkpoints_and_resumes(tmp_path, capsys):
     ck = tmp_path / "ck.npz"
     common = ["--data-dir", SHARED, "--limit", "640", "--checkpoint", str(ck)]

@@ -29,7 +29,8 @@ def parse(argv):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3 for Adam)")
     ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    ap.add_argument("--data-dir", default=None, help="MNIST directory (default $CRAD_DATA_DIR or ~/.cache/crad)")
+    ap.add_argument("--data-dir", default=None,
+                    help="data root holding mnist/ (default $CRAD_DATA_DIR or ~/.cache/crad)")
     ap.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     ap.add_argument("--checkpoint", default="mnist-crad.npz", help="checkpoint path ('' for none)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
