@@ -66,6 +66,7 @@ class Arena:
         # is the cheapest atomic append (measured ~100 ns below array("q")'s).
         # It is drained at every apply, so the collector never walks a long one.
         self._rel = []
+        self._vrel = []  # a dropped Vector's queued releases: one int64 array each, entries as in _rel
         self._views()
 
     def _views(self):
@@ -88,15 +89,18 @@ class Arena:
         hold). ``new``: see ``kernels.journal_apply``."""
         self._check_thread()
         k = self._k
-        rel = self._rel
-        n = len(rel)
+        rel, vrel = self._rel, self._vrel
+        n, nv = len(rel), len(vrel)
         queued = np.array(rel[:n], np.int64) if n else _NO_RELEASES
-        del rel[:n]  # releases queued meanwhile (another thread's __del__) stay for next time
+        if nv:  # merge by journal position (stable: same-position entries keep their order)
+            queued = np.concatenate([queued] + vrel[:nv])
+            queued = queued[np.argsort((queued >> 32) & K.POS_MASK, kind="stable")]
+        del rel[:n], vrel[:nv]  # what was queued meanwhile (another thread's __del__) stays for next time
         if self._kend:
             self._block = min(max(2 * k, self.MIN_BLOCK), self.MAX_BLOCK)
             K.journal_apply(self._F, self._I, self._M, self._res, self._jop, self._jl, self._jr, self._jc, k,
                             queued, new)
-        elif n:
+        elif queued.size:
             K.journal_apply(self._F, self._I, self._M, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_SLOTS, _NO_CONSTS, 0,
                             queued, new)
         self._k = self._kend = 0
@@ -104,7 +108,7 @@ class Arena:
     def _claim(self, need=1):
         """Apply what is pending and claim a new block of slots for records.
         Returns the journal position to write at (0)."""
-        if self._kend or self._rel:
+        if self._kend or self._rel or self._vrel:
             self._sync()  # sizes the next block: twice what the last one used
         B = max(self._block, need)
         self._grow(B)
@@ -122,7 +126,7 @@ class Arena:
     def columns(self):
         """(F, I, M) with the journal applied, for a kernel call from this thread."""
         self._check_thread()
-        if self._kend or self._rel:
+        if self._kend or self._rel or self._vrel:
             self._sync()
         return self._F, self._I, self._M
 

@@ -15,9 +15,14 @@ _NO_CONSTS = np.empty(0, np.float64)
 
 
 def _queue_releases(a, ids):
-    """Queue one release of each slot of ids (int32), as a handle's __del__
-    does: applied with the journal, in order, from the owning thread."""
-    a._rel.extend(((np.int64(a._k) << 32) | ids.reshape(-1).astype(np.int64)).tolist())
+    """Drop one reference to each slot of ids (int32): at once when nothing
+    is pending in the journal and this is the owning thread (one kernel
+    call), else queued like a handle's release (one list append: safe in any
+    thread and inside a GC pass), to be applied in order with the journal."""
+    if not (a._k or a._rel or a._vrel) and a._owner == threading.get_ident():
+        K.release_many(a._F, a._I, a._M, ids.reshape(-1))
+    else:
+        a._vrel.append((np.int64(a._k) << 32) | ids.reshape(-1).astype(np.int64))
 
 
 def _readonly(x):
