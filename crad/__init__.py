@@ -1,18 +1,20 @@
 """crad: a fast scalar-valued autograd engine (micrograd's API, numba kernels)."""
 from . import datasets, debug, engine, losses, nn, optim, viz
 from .anomaly import AnomalyError, detect_anomaly
-from .arena import Arena, StaleValueError, current_arena, default_arena
+from .arena import Arena, ArenaThreadError, StaleValueError, current_arena, default_arena
 from .debug import gradcheck
 from .nn import MLP, Layer, Neuron
 from .ops import Op
-from .tape import Tape, TapeError, capture
+from .tape import Compiled, Tape, TapeError, capture
+from .tape import compile as compile  # noqa: A004 (crad.compile; see __all__)
 from .value import Value
-from .vector import Vector, dot, leaves
+from .vector import Vector, dot, leaves, stack
 
 __version__ = "0.1.0"
 
+# crad.compile is left out of __all__: a star import must not shadow the builtin compile
 __all__ = [
-    "AnomalyError", "Arena", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
-    "Vector", "capture", "current_arena", "datasets", "debug", "default_arena", "detect_anomaly", "dot",
-    "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
+    "AnomalyError", "Arena", "ArenaThreadError", "Compiled", "Layer", "MLP", "Neuron", "Op", "StaleValueError",
+    "Tape", "TapeError", "Value", "Vector", "capture", "current_arena", "datasets", "debug", "default_arena",
+    "detect_anomaly", "dot", "engine", "gradcheck", "leaves", "losses", "nn", "optim", "stack", "viz", "__version__",
 ]

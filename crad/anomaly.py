@@ -39,11 +39,11 @@ def _describe(a, i, sites):
     return f"node {i} ({name}), operands' values: {vals}; created at {site}"
 
 
-def check_new(a, k):
-    """Called by the facade, when ``active``, after it emitted k nodes (listed
-    in the STACK row): record where they were made, raise on a bad value."""
+def check_new(a, new):
+    """Called by the facade, when ``active``, after it emitted the nodes of
+    slots ``new`` (applied): record where they were made, raise on a bad value."""
     sites = active[-1]
-    new = a.I[K.STACK, :k].copy()
+    new = np.asarray(new)
     site = _user_site()
     for i in new:
         sites[int(i)] = site
@@ -80,14 +80,25 @@ def detect_anomaly():
         active.pop()
 
 
-def checked(handle, k):
-    """The facade's hook after emitting k nodes behind a new handle (a Value
-    or a Vector): in anomaly mode, check them; on a bad value the handle is
-    released (its nodes freed, the arena as before) and the error raised."""
+def checked(handle, new):
+    """The facade's hook after emitting the nodes of slots ``new`` behind a
+    new handle (a Value or a Vector): in anomaly mode, check them; on a bad
+    value the handle is released (its nodes freed, the arena as before) and
+    the error raised."""
     if active:
         try:
-            check_new(handle._arena, k)
+            check_new(handle._arena, new)
         except AnomalyError:
             handle.release()
             raise
     return handle
+
+
+def check_record(handle, n):
+    """checked() for a Value whose node (and, with n == 2, its constant
+    leaf) is the journal's last record: anomaly mode applies every record
+    at once, eagerly, so the check sees the value where it is made."""
+    a = handle._arena
+    new = a._res[a._k - n:a._k].copy()
+    a._sync()
+    return checked(handle, new)

@@ -11,7 +11,8 @@ from importlib import import_module
 
 EXAMPLES = {"toy": "toy regression, an all-ReLU MLP learns x0^2 + x1^2 (seconds)",
             "moons": "micrograd's two-moons demo, hinge loss, 100% training accuracy",
-            "mnist": "MLP(784, [50, 10]) on MNIST through scalar graphs (about 4 s an epoch)"}
+            "mnist": "MLP(784, [50, 10]) on MNIST through scalar graphs (about 4 s an epoch)",
+            "gpt": "microgpt's character GPT on makemore's names, one tape per name length"}
 
 
 def _info():

@@ -18,11 +18,19 @@ def _vector(pred, what):
 
 
 def mse(pred, target):
-    """Mean squared error: mean((pred - target) ** 2). target: a numpy array
-    broadcastable to pred's shape (constants), or a Vector (e.g. tape inputs)."""
+    """Mean squared error: mean((pred - target) ** 2). target: numbers of
+    pred's shape (constants), or a Vector of that shape (e.g. tape inputs).
+
+    Shapes must match exactly: a (B, 1) prediction against (B,) targets would
+    broadcast to a (B, B) graph and a wrong loss, so it is refused."""
     pred = _vector(pred, "pred")
-    if not isinstance(target, (Vector, Value)):
+    if isinstance(target, Value):
+        target = Vector([target])
+    if not isinstance(target, Vector):
         target = np.asarray(target, dtype=np.float64)
+    if target.shape != pred.shape:
+        raise ValueError(f"target has shape {target.shape}, pred has shape {pred.shape}; they must match "
+                         f"(reshape one, e.g. target.reshape({', '.join(map(str, pred.shape))}))")
     return ((pred - target) ** 2).mean()
 
 
@@ -61,10 +69,11 @@ def hinge(scores, y, parameters=None, alpha=1e-4):
     (tape inputs; then y * -1 is a node, as micrograd's -yi would be). The
     L2 term is added when parameters (a Vector or a Module) are given.
     """
-    scores = _vector(scores, "scores").reshape(-1)
-    y = y.reshape(-1) if isinstance(y, Vector) else np.asarray(y, dtype=np.float64).reshape(-1)
-    if y.shape != scores.shape:
-        raise ValueError(f"y must have {scores.size} labels, got {y.size}")
+    scores = _vector(scores, "scores")
+    y = y if isinstance(y, Vector) else np.asarray(y, dtype=np.float64)
+    if y.size != scores.size or (y.ndim > 1 and scores.ndim > 1 and y.shape != scores.shape):
+        raise ValueError(f"y must have one label per score: scores have shape {scores.shape}, y {y.shape}")
+    scores, y = scores.reshape(-1), y.reshape(-1)
     loss = (scores * -y + 1.0).relu().mean()
     if parameters is not None:
         p = parameters.parameters() if hasattr(parameters, "parameters") else parameters

@@ -62,13 +62,14 @@ class Module:
     def parameters(self):
         """All parameters as a Vector (micrograd's order: each neuron's w, then b)."""
         a, ids = self.arena, self._param_ids()
-        K.retain_many(a.I, ids)
+        K.retain_many(a.columns()[1], ids)
         return Vector._adopt(a, ids.copy())
 
     def zero_grad(self):
         """Set every parameter's grad to 0."""
+        ids = self._param_ids()  # checks that the parameters are alive
         if getattr(self, "_runs", None) is None:
-            self._runs = K.runs(self._param_ids())
+            self._runs = K.runs(ids)
         K.zero_grad_runs(self.arena.F, self._runs[0], self._runs[2])
 
     @property
@@ -107,12 +108,17 @@ class Layer(Module):
         return self.W.shape[0]
 
     def _param_ids(self):
+        self.W._slots(), self.b._slots()  # StaleValueError once either was released
         return self._ids
 
     @property
     def neurons(self):
-        """The neurons, as micrograd's Layer lists them (views of W and b)."""
-        return [Neuron._view(self.W[j], self.b[j], self.nonlin) for j in range(self.nout)]
+        """The neurons, as micrograd's Layer lists them (views of W and b,
+        made once: the per-Value path runs through them at every call)."""
+        self._param_ids()
+        if getattr(self, "_neurons", None) is None:
+            self._neurons = [Neuron._view(self.W[j], self.b[j], self.nonlin) for j in range(self.nout)]
+        return self._neurons
 
     def __call__(self, x):
         if isinstance(x, (list, tuple)):  # micrograd's per-Value path
@@ -124,11 +130,11 @@ class Layer(Module):
     def _forward(self, X):
         """The batched kernel: X Vector (B, nin) -> Vector (B, nout)."""
         a, xi = X._slots()
+        (_, W), (_, b) = self.W._slots(), self.b._slots()
         B = xi.shape[0]
-        a.reserve(B * self.nout * (2 * self.nin + self.nonlin))
         out = np.empty((B, self.nout), np.int32)
-        K.emit_layer(a.F, a.I, a.M, self.W._ids, self.b._ids, xi, self.nonlin, out)
-        return anomaly.checked(Vector._adopt(a, out), B * self.nout * (2 * self.nin + self.nonlin))
+        _, new = a.build(B * self.nout * (2 * self.nin + self.nonlin), K.emit_layer, W, b, xi, self.nonlin, out)
+        return anomaly.checked(Vector._adopt(a, out), new)
 
     def __repr__(self):
         return f"Layer({self.nin} -> {self.nout}, {'ReLU' if self.nonlin else 'linear'})"
@@ -152,13 +158,18 @@ class Neuron(Module):
         return self.w.arena
 
     def _param_ids(self):
-        return np.append(self.w._ids, np.int32(self.b._i))
+        return np.append(self.w._slots()[1], np.int32(self.b._slot()[1]))
 
     def __call__(self, x):
         if isinstance(x, (list, tuple)):
             if len(x) != self.w.size:
                 raise ValueError(f"this neuron takes {self.w.size} inputs, got {len(x)}")
-            act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+            self.w._slots()  # StaleValueError once the weights were released
+            if getattr(self, "_wl", None) is None:
+                self._wl = list(self.w)  # handles made once (each owns a reference)
+            act = self.b  # micrograd's sum((wi * xi ...), self.b), node for node
+            for wi, xi in zip(self._wl, x):
+                act = act + wi * xi
             return act.relu() if self.nonlin else act
         a = self.arena
         X = _batch(x, self.w.size, a)
@@ -202,6 +213,8 @@ class MLP(Module):
         return [self.layers[0].nin] + [layer.nout for layer in self.layers]
 
     def _param_ids(self):
+        for layer in self.layers:
+            layer._param_ids()
         return self._ids
 
     def __call__(self, x):
@@ -220,7 +233,7 @@ class MLP(Module):
         X = _as_batch_array(X, self.sizes[0])
         F = self.arena.F
         for layer in self.layers:
-            X = X @ F[K.DATA][layer.W._ids].T + F[K.DATA][layer.b._ids]
+            X = X @ F[K.DATA][layer.W._slots()[1]].T + F[K.DATA][layer.b._slots()[1]]
             if layer.nonlin:
                 X = np.maximum(X, 0.0)
         return X
@@ -237,8 +250,8 @@ class MLP(Module):
         d = {"format": np.array(FORMAT), "sizes": np.array(self.sizes, np.int64),
              "relu_out": np.array(self.relu_out)}
         for k, layer in enumerate(self.layers):
-            d[f"W{k}"] = F[K.DATA][layer.W._ids]
-            d[f"b{k}"] = F[K.DATA][layer.b._ids]
+            d[f"W{k}"] = F[K.DATA][layer.W._slots()[1]]
+            d[f"b{k}"] = F[K.DATA][layer.b._slots()[1]]
         return d
 
     def save(self, path, **extra):
@@ -273,6 +286,9 @@ class MLP(Module):
         sizes = d.get("sizes")
         if sizes is None or sizes.ndim != 1 or sizes.size < 2 or sizes.dtype.kind not in "iu" or (sizes < 1).any():
             raise CheckpointError(f"{path}: 'sizes' must list at least two positive ints")
+        relu_out = d.get("relu_out")
+        if relu_out is None or relu_out.shape != () or relu_out.dtype.kind not in "bi":
+            raise CheckpointError(f"{path}: 'relu_out' must be a boolean flag")
         for k in range(sizes.size - 1):
             for name, shape in ((f"W{k}", (sizes[k + 1], sizes[k])), (f"b{k}", (sizes[k + 1],))):
                 v = d.get(name)
@@ -304,8 +320,8 @@ class MLP(Module):
     def _write(self, d):
         F = self.arena.F
         for k, layer in enumerate(self.layers):
-            F[K.DATA][layer.W._ids] = d[f"W{k}"]
-            F[K.DATA][layer.b._ids] = d[f"b{k}"]
+            F[K.DATA][layer.W._slots()[1]] = d[f"W{k}"]
+            F[K.DATA][layer.b._slots()[1]] = d[f"b{k}"]
 
 
 def _as_batch_array(x, nin):

@@ -1,4 +1,7 @@
 """Optimizers: jitted updates over the parameter slots, state as numpy arrays."""
+import math
+import numbers
+
 import numpy as np
 
 from . import kernels as K
@@ -14,13 +17,22 @@ def _params(params):
     return params, np.ascontiguousarray(params._slots()[1].reshape(-1))
 
 
+def _number(x, what, lo=None, hi=None, lo_open=False):
+    """float(x), checked: a real number within [lo, hi] (lo excluded if lo_open)."""
+    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        raise TypeError(f"{what} must be a number, not {type(x).__name__}")
+    x = float(x)
+    if not math.isfinite(x) or (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and x > hi):
+        bounds = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{']' if hi is not None else ')'}"
+        raise ValueError(f"{what} must be a finite number in {bounds}, got {x!r}")
+    return x
+
+
 class Optimizer:
     def __init__(self, params, lr):
+        self.lr = _number(lr, "lr", 0.0, lo_open=True)
         self.params, self._ids = _params(params)
         self._runs = K.runs(self._ids)
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr!r}")
-        self.lr = float(lr)
 
     def zero_grad(self):
         K.zero_grad_runs(self.params.arena.F, self._runs[0], self._runs[2])
@@ -48,7 +60,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0):
         super().__init__(params, lr)
-        self.momentum = float(momentum)
+        self.momentum = _number(momentum, "momentum", 0.0)
         self.velocity = np.zeros(self._ids.size)
 
     def step(self):
@@ -63,8 +75,12 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, lr)
-        self.b1, self.b2 = (float(b) for b in betas)
-        self.eps = float(eps)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of numbers, not {betas!r}")
+        self.b1, self.b2 = (_number(b, "each beta", 0.0, 1.0) for b in betas)
+        if self.b1 == 1.0 or self.b2 == 1.0:
+            raise ValueError("betas must be below 1 (bias correction divides by 1 - beta ** t)")
+        self.eps = _number(eps, "eps", 0.0)
         self.t = 0
         self.m = np.zeros(self._ids.size)
         self.v = np.zeros(self._ids.size)

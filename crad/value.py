@@ -1,11 +1,20 @@
-"""Value: micrograd's scalar, as a handle to one slot of an arena."""
+"""Value: micrograd's scalar, as a handle to one slot of an arena.
+
+The operators write behind (``kernels.journal``): ``a * b`` claims the next
+slot of a block the arena claimed in advance, writes one record into the
+journal and returns a handle, with no kernel call; a collected handle queues
+its release. The arena applies both, in order, before anyone reads or writes
+the columns. Under ``detect_anomaly()`` every record is applied at once, so
+the first non-finite value is caught where it is made.
+"""
 import atexit
 import math
 import numbers
+import threading
 
 from . import anomaly
 from . import kernels as K
-from .arena import StaleValueError, current_arena
+from .arena import Arena, ArenaThreadError, StaleValueError, _local, current_arena
 from .ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, SYMBOL, TANH
 
 _BACKWARD_SWEEP = True  # tests turn it off to exercise the general (Kahn) path
@@ -15,6 +24,11 @@ _BACKWARD_SWEEP = True  # tests turn it off to exercise the general (Kahn) path
 EXITING = [False]
 atexit.register(EXITING.__setitem__, 0, True)
 
+_new = object.__new__
+_ident = threading.get_ident
+_anomaly = anomaly.active  # the list itself: truthy while detect_anomaly() is on
+CONST_LEAF, RETAIN = K.CONST_LEAF, K.RETAIN
+
 
 def as_float(x, what="value"):
     """float(x) for an int, float or numpy real scalar; TypeError otherwise."""
@@ -23,20 +37,51 @@ def as_float(x, what="value"):
     raise TypeError(f"{what} must be an int, float or numpy real scalar, not {type(x).__name__}")
 
 
-def _emit(a, op, l, r, c):
-    i = K.emit(a.F, a.I, a.M, op, l, r, c)
-    if i < 0:
-        a.reserve(1)
-        i = K.emit(a.F, a.I, a.M, op, l, r, c)
-    return i
+def _record(a, op, l, r, c):
+    """A new handle to op(l, r) (a LEAF of value c when op is LEAF), written
+    to a's journal. The handle owns the node's one reference."""
+    if a._owner != _ident():
+        a._check_thread()
+    k = a._k
+    if k == a._kend:
+        k = a._claim()
+    a._k = k + 1
+    a._jopv[k] = op
+    a._jlv[k] = l
+    a._jrv[k] = r
+    a._jcv[k] = c
+    i = a._resv[k]
+    v = _new(Value)
+    v._arena = a
+    v._i = i
+    v._g = a._genv[i]
+    if _anomaly:
+        anomaly.check_record(v, 1)
+    return v
 
 
-def _emit_const(a, op, l, c):
-    i = K.emit_const(a.F, a.I, a.M, op, l, c)
-    if i < 0:
-        a.reserve(2)
-        i = K.emit_const(a.F, a.I, a.M, op, l, c)
-    return i
+def _record_const(a, op, l, c):
+    """op(l, leaf(c)): micrograd's constant operand, two records (the
+    caller checked the thread)."""
+    k = a._k
+    if k + 2 > a._kend:
+        k = a._claim(2)
+    a._k = k + 2
+    resv = a._resv
+    a._jopv[k] = CONST_LEAF
+    a._jcv[k] = c
+    a._jopv[k + 1] = op
+    a._jlv[k + 1] = l
+    a._jrv[k + 1] = resv[k]
+    a._jcv[k + 1] = 0.0
+    i = resv[k + 1]
+    v = _new(Value)
+    v._arena = a
+    v._i = i
+    v._g = a._genv[i]
+    if _anomaly:
+        anomaly.check_record(v, 2)
+    return v
 
 
 class DerivedOps:
@@ -74,12 +119,47 @@ class DerivedOps:
 
 
 def wrap(a, i):
-    """A handle that takes over the reference the caller owns on slot i."""
-    v = object.__new__(Value)
+    """A handle that takes over the reference the caller owns on slot i
+    (a live node of a's applied columns)."""
+    v = _new(Value)
     v._arena = a
     v._i = i
-    v._g = int(a._gen[i])
+    v._g = a._genv[i]
     return v
+
+
+def _operator(op):
+    """Value.__add__ or __mul__. The hot path of every micrograd program: it
+    checks what it must (one arena, live operands, the owning thread) and
+    writes the record inline (``_record``'s steps: a call costs as much as
+    a third of the rest); anything unusual takes ``_binary``'s checked path."""
+    def operator(self, other):
+        a = self._arena
+        if a is None or a._genv[self._i] != self._g or a._owner != _ident():
+            return self._binary(op, other)
+        if type(other) is Value:
+            if other._arena is not a or a._genv[other._i] != other._g:
+                return self._binary(op, other)
+            k = a._k
+            if k == a._kend:
+                k = a._claim()
+            a._k = k + 1
+            a._jopv[k] = op
+            a._jlv[k] = self._i
+            a._jrv[k] = other._i
+            i = a._resv[k]
+            v = _new(Value)
+            v._arena = a
+            v._i = i
+            v._g = a._genv[i]
+            if _anomaly:
+                anomaly.check_record(v, 1)
+            return v
+        if type(other) is float:
+            return _record_const(a, op, self._i, other)
+        return self._binary(op, other)
+    operator.__name__ = operator.__qualname__ = "__add__" if op == ADD else "__mul__"
+    return operator
 
 
 class Value(DerivedOps):
@@ -91,7 +171,8 @@ class Value(DerivedOps):
 
     The object is a handle: it owns one reference to its node and gives it
     up when it is garbage-collected or ``release()``d. Two handles to the same
-    node compare equal and hash alike.
+    node compare equal and hash alike. ``copy.copy`` gives a new handle with a
+    reference of its own (as ``retain()``); deep copies and pickling are refused.
 
     >>> a = Value(2.0); b = a * a + 1
     >>> b.backward(); (b.data, a.grad)
@@ -99,16 +180,36 @@ class Value(DerivedOps):
     """
 
     __slots__ = ("_arena", "_i", "_g")
+    __array_ufunc__ = None  # numpy defers to our reflected operators: np.float64(2) * v is a Value
 
     def __init__(self, data, _children=(), _op="", *, arena=None):
         self._arena = None
         if _children or _op:
             raise TypeError("Value() makes leaves only; build other nodes with operators")
-        x = as_float(data, "Value data")
-        a = current_arena() if arena is None else arena
-        i = _emit(a, LEAF, -1, -1, x)
-        self._i, self._g, self._arena = i, int(a._gen[i]), a
-        anomaly.checked(self, 1)
+        x = data if type(data) is float else as_float(data, "Value data")
+        if arena is None:
+            try:
+                a = _local.current  # current_arena(), without its call
+            except AttributeError:
+                a = current_arena()
+        elif isinstance(arena, Arena):
+            a = arena
+        else:
+            raise TypeError(f"arena must be a crad.Arena, not {type(arena).__name__}")
+        if a._owner != _ident():
+            a._check_thread()
+        k = a._k  # _record's steps, inlined: a leaf is a third of a micrograd graph
+        if k == a._kend:
+            k = a._claim()
+        a._k = k + 1
+        a._jopv[k] = LEAF
+        a._jcv[k] = x
+        i = a._resv[k]
+        self._i = i
+        self._g = a._genv[i]
+        self._arena = a
+        if _anomaly:
+            anomaly.check_record(self, 1)
 
     # -- handle --------------------------------------------------------------
     def _slot(self):
@@ -116,15 +217,22 @@ class Value(DerivedOps):
         if a is None:
             raise StaleValueError("this Value was released; keep a handle (or a retain()ed copy) "
                                   "for as long as you use the node")
-        if a._gen[self._i] != self._g:
+        if a._genv[self._i] != self._g:
             raise StaleValueError(f"the node of this Value (slot {self._i}) was freed")
         return a, self._i
 
-    def __del__(self, _release=K.release, _exiting=EXITING):  # bound early: globals may be gone at exit
+    def _live_slot(self):
+        """(arena, slot) with the arena's journal applied, for a kernel call."""
+        a, i = self._slot()
+        a.columns()
+        return a, i
+
+    def __del__(self):
+        # One list append (atomic: safe from any thread, inside a GC pass, at
+        # exit); the position orders it among the records (kernels.journal).
         a = self._arena
-        if a is not None and not _exiting[0] and a._gen[self._i] == self._g:
-            self._arena = None
-            _release(a.F, a.I, a.M, self._i)
+        if a is not None and a._genv[self._i] == self._g:
+            a._rel.append(a._k << 32 | self._i)
 
     def release(self):
         """Give up this handle's reference now; the handle becomes stale.
@@ -133,19 +241,33 @@ class Value(DerivedOps):
         """
         a, i = self._slot()
         self._arena = None
-        K.release(a.F, a.I, a.M, i)
+        a._rel.append(a._k << 32 | i)
+        if a._owner == _ident():
+            a._sync()  # at once: every other handle to a freed node is stale now
 
     def retain(self):
         """A new handle to the same node, owning one more reference."""
         a, i = self._slot()
-        a.I[K.REFS, i] += 1
+        if a._owner != _ident():
+            a._check_thread()
+        a._rel.append(a._k << 32 | i | RETAIN)  # applied in order with the journal
         return wrap(a, i)
+
+    def __copy__(self):
+        return self.retain()
+
+    def __deepcopy__(self, memo):
+        raise TypeError("a Value is a handle to a node of a graph and cannot be deep-copied; "
+                        "use copy.copy (a new handle to the same node) or Value(v.data) (a new leaf)")
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a Value cannot be pickled; save numbers (v.data) or a model (MLP.save)")
 
     @property
     def ref_count(self):
         """References to this node: handles, vectors, modules and using nodes."""
-        a, i = self._slot()
-        return int(a.I[K.REFS, i])
+        a, i = self._live_slot()
+        return int(a._I[K.REFS, i])
 
     @property
     def arena(self):
@@ -158,43 +280,61 @@ class Value(DerivedOps):
     def __hash__(self):
         return hash((id(self._arena), self._i, self._g))
 
-    # -- data and grad -------------------------------------------------------
+    # -- data and grad: pending records are applied first, since they compute
+    # the values (and zero the grads) of their nodes and read their operands'.
     @property
     def data(self):
-        a, i = self._slot()
-        return float(a.F[K.DATA, i])
+        a = self._arena
+        if a is None or a._genv[self._i] != self._g:
+            self._slot()
+        if a._k:
+            a._sync()
+        return a._datav[self._i]
 
     @data.setter
     def data(self, x):
-        x = as_float(x, "data")
-        a, i = self._slot()
-        a.F[K.DATA, i] = x
+        x = x if type(x) is float else as_float(x, "data")
+        a = self._arena
+        if a is None or a._genv[self._i] != self._g:
+            self._slot()
+        if a._k:
+            a._sync()
+        a._datav[self._i] = x
 
     @property
     def grad(self):
-        a, i = self._slot()
-        return float(a.F[K.GRAD, i])
+        a = self._arena
+        if a is None or a._genv[self._i] != self._g:
+            self._slot()
+        if a._k:
+            a._sync()
+        return a._gradv[self._i]
 
     @grad.setter
     def grad(self, x):
-        x = as_float(x, "grad")
-        a, i = self._slot()
-        a.F[K.GRAD, i] = x
+        x = x if type(x) is float else as_float(x, "grad")
+        a = self._arena
+        if a is None or a._genv[self._i] != self._g:
+            self._slot()
+        if a._k:
+            a._sync()
+        a._gradv[self._i] = x
 
     @property
     def _op(self):
-        a, i = self._slot()
-        op = int(a.I[K.OP, i])
-        return f"**{a.F[K.ARG, i]:g}" if op == POW else SYMBOL[op]
+        a, i = self._live_slot()
+        op = int(a._I[K.OP, i])
+        return f"**{a._F[K.ARG, i]:g}" if op == POW else SYMBOL[op]
 
     @property
     def _prev(self):
         """The operands, as new handles (a set, as micrograd's)."""
-        a, i = self._slot()
+        a, i = self._live_slot()
+        I = a._I
         out = set()
-        for j in (int(a.I[K.LHS, i]), int(a.I[K.RHS, i])):
-            if j >= 0 and a.I[K.OP, i] != LEAF:
-                a.I[K.REFS, j] += 1
+        for j in (int(I[K.LHS, i]), int(I[K.RHS, i])):
+            if j >= 0 and I[K.OP, i] != LEAF:
+                I[K.REFS, j] += 1
                 out.add(wrap(a, j))
         return out
 
@@ -203,33 +343,39 @@ class Value(DerivedOps):
             return "Value(<released>)"
         return f"Value(data={self.data}, grad={self.grad})"
 
-    # -- ops -----------------------------------------------------------------
+    def _repr_html_(self):
+        """Notebooks show the graph (crad.viz.notebook_html: capped, so a huge graph stays small)."""
+        from .viz import notebook_html  # viz imports this module
+        return notebook_html(self)
+
+    # -- ops ------------------------------------------------------------------
     def _binary(self, op, other):
+        """The checked path of + and * (and anything the fast path declines)."""
         a, i = self._slot()
         if isinstance(other, Value):
             b, j = other._slot()
             if b is not a:
                 raise ValueError("operands belong to different arenas; build a graph in one arena")
-            return anomaly.checked(wrap(a, _emit(a, op, i, j, 0.0)), 1)
+            return _record(a, op, i, j, 0.0)
         if isinstance(other, numbers.Real):
-            return anomaly.checked(wrap(a, _emit_const(a, op, i, float(other))), 2)
+            a._check_thread()
+            return _record_const(a, op, i, float(other))
         return NotImplemented
 
     def _unary(self, op, c=0.0):
-        a, i = self._slot()
-        return anomaly.checked(wrap(a, _emit(a, op, i, -1, c)), 1)
+        a = self._arena
+        if a is None or a._genv[self._i] != self._g:
+            self._slot()
+        return _record(a, op, self._i, -1, c)
 
-    def __add__(self, other):
-        return self._binary(ADD, other)
-
-    def __mul__(self, other):
-        return self._binary(MUL, other)
+    __add__ = _operator(ADD)
+    __mul__ = _operator(MUL)
 
     def __pow__(self, other):
         if isinstance(other, Value):
             raise TypeError("only constant (int or float) exponents are supported; "
                             "for a Value exponent b use (b * a.log()).exp()")
-        return self._unary(POW, as_float(other, "exponent"))
+        return self._unary(POW, other if type(other) is float else as_float(other, "exponent"))
 
     def __rpow__(self, other):
         raise TypeError("a Value exponent is not supported; for c ** v use (v * math.log(c)).exp()")
@@ -254,6 +400,10 @@ class Value(DerivedOps):
         every node it depends on. Gradients add up across calls, as in
         micrograd: zero them (``Module.zero_grad``) between steps."""
         a, i = self._slot()
-        n = K.backward(a.F, a.I, a.M, i, _BACKWARD_SWEEP)
+        F, I, M = a.columns()
+        n = K.backward(F, I, M, i, _BACKWARD_SWEEP)
         if anomaly.active:
             anomaly.check_backward(a, n)
+
+
+__all__ = ["ArenaThreadError", "DerivedOps", "StaleValueError", "Value", "as_float", "wrap"]

@@ -1,5 +1,6 @@
 """Vector: many nodes behind one handle, microcrad's Vector of node ids."""
 import numbers
+import threading
 
 import numpy as np
 
@@ -13,6 +14,22 @@ _NO_IDS = np.empty(0, np.int32)
 _NO_CONSTS = np.empty(0, np.float64)
 
 
+def _queue_releases(a, ids):
+    """Drop one reference to each slot of ids (int32): at once when nothing
+    is pending in the journal and this is the owning thread (one kernel
+    call), else queued like a handle's release (one list append: safe in any
+    thread and inside a GC pass), to be applied in order with the journal."""
+    if not (a._k or a._rel or a._vrel) and a._owner == threading.get_ident():
+        K.release_many(a._F, a._I, a._M, ids.reshape(-1))
+    else:
+        a._vrel.append((np.int64(a._k) << 32) | ids.reshape(-1).astype(np.int64))
+
+
+def _readonly(x):
+    x.flags.writeable = False
+    return x
+
+
 class Vector(DerivedOps):
     """An array of nodes (any shape) that owns one reference to each.
 
@@ -23,6 +40,7 @@ class Vector(DerivedOps):
     """
 
     __slots__ = ("_arena", "_ids")
+    __array_ufunc__ = None  # numpy defers to our reflected operators: np.ones(3) * v is a Vector
 
     def __init__(self, values):
         """A vector of existing Values (it retains each)."""
@@ -40,7 +58,7 @@ class Vector(DerivedOps):
                 a = b
             elif b is not a:
                 raise ValueError("all Values of a Vector must belong to the same arena")
-        K.retain_many(a.I, ids)
+        K.retain_many(a.columns()[1], ids)
         self._ids, self._arena = ids, a
 
     @classmethod
@@ -55,17 +73,31 @@ class Vector(DerivedOps):
             raise StaleValueError("this Vector was released")
         return self._arena, self._ids
 
-    def __del__(self, _release_many=K.release_many, _exiting=EXITING):  # bound early: globals may be gone at exit
+    def __del__(self, _queue=_queue_releases, _exiting=EXITING):  # bound early: globals may be gone at exit
         a = self._arena
-        if a is not None and not _exiting[0]:
+        if a is not None and not _exiting[0] and self._ids.size:
             self._arena = None
-            _release_many(a.F, a.I, a.M, self._ids.reshape(-1))
+            _queue(a, self._ids)
 
     def release(self):
         """Give up this vector's references now; the vector becomes stale."""
         a, ids = self._slots()
         self._arena = None
-        K.release_many(a.F, a.I, a.M, ids.reshape(-1))
+        if ids.size:
+            _queue_releases(a, ids)
+            if a._owner == threading.get_ident():
+                a._sync()  # at once: every other handle to a freed node is stale now
+
+    def __copy__(self):
+        """A new Vector of the same nodes, with references of its own."""
+        return self[...]
+
+    def __deepcopy__(self, memo):
+        raise TypeError("a Vector holds nodes of a graph and cannot be deep-copied; use copy.copy (new "
+                        "references to the same nodes) or crad.leaves(v.data) (new leaves)")
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a Vector cannot be pickled; save numbers (v.data) or a model (MLP.save)")
 
     # -- shape and elements ---------------------------------------------------
     @property
@@ -95,10 +127,12 @@ class Vector(DerivedOps):
             raise IndexError(f"{e} (Vector of shape {ids.shape})") from None
         if np.ndim(sub) == 0:
             i = int(sub)
-            a.I[K.REFS, i] += 1
+            if a._owner != threading.get_ident():
+                a._check_thread()
+            a._rel.append(a._k << 32 | i | K.RETAIN)  # applied in order with the journal
             return wrap(a, i)
         sub = np.array(sub, np.int32)
-        K.retain_many(a.I, sub.reshape(-1))
+        K.retain_many(a.columns()[1], sub.reshape(-1))
         return Vector._adopt(a, sub)
 
     def __iter__(self):
@@ -109,13 +143,13 @@ class Vector(DerivedOps):
         """The same nodes viewed with another shape (a new handle)."""
         a, ids = self._slots()
         sub = ids.reshape(*shape).copy()
-        K.retain_many(a.I, sub.reshape(-1))
+        K.retain_many(a.columns()[1], sub.reshape(-1))
         return Vector._adopt(a, sub)
 
     # -- values -------------------------------------------------------------
     def _get(self, row):
         a, ids = self._slots()
-        return a.F[row][ids]
+        return _readonly(a.columns()[0][row][ids])
 
     def _set(self, row, x, name):
         a, ids = self._slots()
@@ -124,11 +158,12 @@ class Vector(DerivedOps):
             raise TypeError(f"{name} must be numeric, not {x.dtype}")
         if x.shape not in (ids.shape, ()):
             raise ValueError(f"{name} of shape {x.shape} does not fit a Vector of shape {ids.shape}")
-        a.F[row][ids] = x
+        a.columns()[0][row][ids] = x
 
     @property
     def data(self):
-        """Node values, as a new numpy array of the vector's shape."""
+        """Node values, as a new read-only numpy array of the vector's shape
+        (assign ``v.data = ...`` to change them)."""
         return self._get(K.DATA)
 
     @data.setter
@@ -137,7 +172,8 @@ class Vector(DerivedOps):
 
     @property
     def grad(self):
-        """Node gradients, as a new numpy array of the vector's shape."""
+        """Node gradients, as a new read-only numpy array of the vector's
+        shape (assign ``v.grad = ...`` to change them)."""
         return self._get(K.GRAD)
 
     @grad.setter
@@ -146,42 +182,34 @@ class Vector(DerivedOps):
 
     # -- elementwise graph building: one kernel call, one node per element --
     def _map(self, op, other=None, exponent=None):
+        """One node per element: op(self, other) with other a Vector or Value
+        (nodes), numbers (micrograd's constant leaves), or nothing (a unary
+        op, with POW's exponent). Shapes broadcast as numpy's do."""
         a, x = self._slots()
-        y, c = _NO_IDS, _NO_CONSTS
-        if isinstance(other, Vector):
-            b, y = other._slots()
+        if isinstance(other, (Vector, Value)):
+            b, y = other._slots() if isinstance(other, Vector) else other._slot()
             if b is not a:
                 raise ValueError("operands belong to different arenas")
-        elif isinstance(other, Value):
-            b, j = other._slot()
-            if b is not a:
-                raise ValueError("operands belong to different arenas")
-            y = np.int32(j)
+            mode, y = K.MAP_NODES, np.asarray(y, np.int32)
         elif other is not None:
-            c = np.asarray(other)
-            if c.dtype.kind not in "biuf":
+            y = np.asarray(other)
+            if y.dtype.kind not in "biuf":
                 return NotImplemented
-            c = c.astype(np.float64)
-        if exponent is not None:
-            c = np.float64(exponent)
-        parts = [x, y] if y.size else [x, c] if c.size else [x]
-        if len(parts) == 2 and parts[0].shape != parts[1].shape:
+            mode, y = K.MAP_CONSTS, y.astype(np.float64)
+        else:
+            mode, y = K.MAP_UNARY, np.full(x.shape, 0.0 if exponent is None else exponent)
+        if x.shape != y.shape:
             try:  # copies: numba must not see broadcast views (their writeable flag is deprecated)
-                parts = [np.array(p) for p in np.broadcast_arrays(*parts)]
+                x, y = (np.array(p) for p in np.broadcast_arrays(x, y))
             except ValueError:
-                raise ValueError(f"shapes {x.shape} and {parts[1].shape} do not broadcast") from None
-        shape = parts[0].shape
-        flat = [np.ascontiguousarray(p).reshape(-1) for p in parts]
-        x = flat[0].astype(np.int32, copy=False)
-        if y.size:
-            y = flat[1].astype(np.int32, copy=False)
-        elif c.size:
-            c = flat[1]
-        n = x.size
-        a.reserve(2 * n if c.size and op in (ADD, MUL) else n)
-        out = np.empty(n, np.int32)
-        K.emit_map(a.F, a.I, a.M, op, x, y, c, out)
-        return anomaly.checked(Vector._adopt(a, out.reshape(shape)), 2 * n if c.size and op in (ADD, MUL) else n)
+                raise ValueError(f"shapes {x.shape} and {y.shape} do not broadcast") from None
+        shape = x.shape
+        x = np.ascontiguousarray(x, np.int32).reshape(-1)
+        y = np.ascontiguousarray(y).reshape(-1)
+        ids, c = (y, _NO_CONSTS) if mode == K.MAP_NODES else (_NO_IDS, y)
+        out = np.empty(x.size, np.int32)
+        _, new = a.build(x.size * (2 if mode == K.MAP_CONSTS else 1), K.emit_map, op, mode, x, ids, c, out)
+        return anomaly.checked(Vector._adopt(a, out.reshape(shape)), new)
 
     def __add__(self, other):
         return self._map(ADD, other)
@@ -211,29 +239,36 @@ class Vector(DerivedOps):
         return NotImplemented if inv is None else self * inv
 
     def sum(self, axis=None):
-        """Sum as chains of adds: a Value (axis=None) or a Vector without that axis."""
+        """Sum as chains of adds: a Value (axis=None) or a Vector without that
+        axis. A sum over no elements is a new leaf 0.0, as Python's sum([])."""
         a, ids = self._slots()
         if axis is None:
             flat = ids.reshape(-1)
-            if flat.size == 1:
-                return self[(0,) * ids.ndim]
-            a.reserve(flat.size)
-            return anomaly.checked(wrap(a, K.emit_sum(a.F, a.I, a.M, flat)), flat.size - 1)
+            if flat.size <= 1:
+                return self[(0,) * ids.ndim] if flat.size else Value(0.0, arena=a)
+            root, new = a.build(flat.size - 1, K.emit_sum, flat)
+            return anomaly.checked(wrap(a, root), new)
         if not isinstance(axis, (int, np.integer)) or not -ids.ndim <= axis < ids.ndim:
             raise ValueError(f"axis must be None or an int in [-{ids.ndim}, {ids.ndim}), got {axis!r}")
         moved = np.moveaxis(ids, axis, -1)
-        rows = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
-        if rows.shape[1] == 1:
-            K.retain_many(a.I, rows.reshape(-1))
+        rows = np.ascontiguousarray(moved).reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1])
+        if rows.shape[1] <= 1 or rows.shape[0] == 0:
+            if rows.shape[0] == 0:  # no sums to make
+                return Vector._adopt(a, np.empty(moved.shape[:-1], np.int32))
+            if rows.shape[1] == 0:  # sums of nothing
+                return leaves(np.zeros(moved.shape[:-1]), arena=a)
+            K.retain_many(a.columns()[1], rows.reshape(-1))
             return Vector._adopt(a, rows.reshape(moved.shape[:-1]))
-        a.reserve(rows.size)
         out = np.empty(rows.shape[0], np.int32)
-        K.emit_rowsum(a.F, a.I, a.M, rows, out)
-        return anomaly.checked(Vector._adopt(a, out.reshape(moved.shape[:-1])), rows.shape[0] * (rows.shape[1] - 1))
+        _, new = a.build(rows.shape[0] * (rows.shape[1] - 1), K.emit_rowsum, rows, out)
+        return anomaly.checked(Vector._adopt(a, out.reshape(moved.shape[:-1])), new)
 
     def mean(self, axis=None):
         """sum(axis) times 1/n, as micrograd would write it."""
         n = self.size if axis is None else self.shape[axis]
+        if n == 0:
+            raise ValueError(f"mean over no elements (a Vector of shape {self.shape}); "
+                             "an empty batch has no mean: skip it")
         return self.sum(axis) * (1.0 / n)
 
     def __repr__(self):
@@ -254,17 +289,15 @@ def leaves(x, arena=None):
         raise ValueError("leaves() needs at least one value")
     a = current_arena() if arena is None else arena
     flat = np.ascontiguousarray(x, np.float64).reshape(-1)
-    a.reserve(flat.size)
     ids = np.empty(flat.size, np.int32)
-    K.emit_leaves(a.F, a.I, a.M, flat, ids)
-    return anomaly.checked(Vector._adopt(a, ids.reshape(x.shape)), flat.size)
+    _, new = a.build(flat.size, K.emit_leaves, flat, ids)
+    return anomaly.checked(Vector._adopt(a, ids.reshape(x.shape)), new)
 
 
 def dot(u, v):
-    """The scalar graph of sum_k u[k] * v[k]: n muls and a chain of n - 1 adds.
-
-    u and v are Vectors of the same size in the same arena; one kernel call.
-    """
+    """The scalar graph of sum_k u[k] * v[k]: n muls and a chain of n - 1 adds
+    (a new leaf 0.0 when n is 0). u and v are Vectors of the same size in
+    the same arena; one kernel call."""
     if not isinstance(u, Vector) or not isinstance(v, Vector):
         raise TypeError(f"dot() takes two Vectors, not {type(u).__name__} and {type(v).__name__}")
     a, x = u._slots()
@@ -273,8 +306,10 @@ def dot(u, v):
         raise ValueError("dot() operands belong to different arenas")
     if x.size != y.size:
         raise ValueError(f"dot() needs Vectors of the same size, got {x.size} and {y.size}")
-    a.reserve(2 * x.size - 1)
-    return anomaly.checked(wrap(a, K.emit_dot(a.F, a.I, a.M, x.reshape(-1), y.reshape(-1))), 2 * x.size - 1)
+    if x.size == 0:
+        return Value(0.0, arena=a)
+    root, new = a.build(2 * x.size - 1, K.emit_dot, x.reshape(-1), y.reshape(-1))
+    return anomaly.checked(wrap(a, root), new)
 
 
 def _negated(c):
@@ -291,3 +326,21 @@ def _inverse(c):
         return None
     with np.errstate(divide="ignore"):
         return np.float64(1.0) / c.astype(np.float64)
+
+
+def stack(vectors):
+    """One Vector of shape (k, *shape) holding the nodes of k Vectors of the
+    same shape and arena (no new nodes: it retains each node once more)."""
+    vectors = list(vectors)
+    if not vectors or not all(isinstance(v, Vector) for v in vectors):
+        raise TypeError("stack() takes a non-empty sequence of Vectors")
+    parts = [v._slots() for v in vectors]
+    a, shape = parts[0][0], parts[0][1].shape
+    for k, (b, ids) in enumerate(parts):
+        if b is not a:
+            raise ValueError(f"stack(): Vector {k} belongs to another arena")
+        if ids.shape != shape:
+            raise ValueError(f"stack(): Vector {k} has shape {ids.shape}, Vector 0 has {shape}")
+    ids = np.stack([ids for _, ids in parts])
+    K.retain_many(a.columns()[1], ids.reshape(-1))
+    return Vector._adopt(a, ids)

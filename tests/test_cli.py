@@ -12,6 +12,7 @@ def test_help_everywhere(capsys):
     cli.main(["train", "--help"])
     assert "toy" in capsys.readouterr().out
     for sub in (["train", "toy", "--help"], ["train", "moons", "--help"], ["train", "mnist", "--help"],
+                ["train", "gpt", "--help"],
                 ["info", "--help"]):
         with pytest.raises(SystemExit) as e:
             cli.main(sub)

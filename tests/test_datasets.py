@@ -1,4 +1,5 @@
-"""MNIST loading: a local HTTP server on 127.0.0.1 serves small generated IDX files."""
+"""Dataset loading: a local HTTP server on 127.0.0.1 serves small generated
+IDX files and name lists."""
 import gzip
 import hashlib
 import http.server
@@ -8,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from crad.datasets import FILES, DatasetError, load_mnist, parse_idx
+from crad.datasets import FILES, NAMES_SHA256, DatasetError, load_mnist, load_names, parse_idx
 
-SHARED = os.environ.get("CRAD_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                                                          "data", "mnist")
+# the data root (mnist/, names/), as CI sets it
+SHARED = os.environ.get("CRAD_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
 def idx(arr, magic_dims=None):
@@ -68,6 +69,10 @@ def server():
     s.close()
 
 
+def files_under(path):
+    return [f for _, _, files in os.walk(path) for f in files]
+
+
 def serve(server, prefix, raw):
     for name, b in raw.items():
         server.routes[f"{prefix}/{name}.gz"] = gzip.compress(b)
@@ -79,7 +84,8 @@ def test_download_then_cache(server, tmp_path):
     got = load_mnist(tmp_path, mirrors=[server.url + "/m/"], sha256=sums, progress=False)
     for k, v in arrays.items():
         np.testing.assert_array_equal(got[k], v)
-    assert sorted(os.listdir(tmp_path)) == sorted(n + ".gz" for n in raw)
+    assert os.listdir(tmp_path) == ["mnist"]  # tmp_path is the data root
+    assert sorted(os.listdir(tmp_path / "mnist")) == sorted(n + ".gz" for n in raw)
     hits = len(server.hits)
     load_mnist(tmp_path, mirrors=[server.url + "/m/"], sha256=sums, progress=False)
     assert len(server.hits) == hits  # second call: no network
@@ -100,8 +106,8 @@ def test_checksum_mismatch_is_refused(server, tmp_path):
     bad = dict(sums, **{FILES["y_test"]: "0" * 64})
     with pytest.raises(DatasetError, match="sha256"):
         load_mnist(tmp_path, mirrors=[server.url + "/m/"], sha256=bad, retries=0, progress=False)
-    assert FILES["y_test"] + ".gz" not in os.listdir(tmp_path)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
+    assert FILES["y_test"] + ".gz" not in os.listdir(tmp_path / "mnist")
+    assert not [f for f in os.listdir(tmp_path / "mnist") if f.endswith(".part")]
 
 
 def test_interrupted_transfer_leaves_no_file(server, tmp_path):
@@ -112,7 +118,7 @@ def test_interrupted_transfer_leaves_no_file(server, tmp_path):
     server.routes[f"/m/{name}.gz"] = (body[:100], len(body))  # announces more than it sends
     with pytest.raises(DatasetError, match=name):
         load_mnist(tmp_path, mirrors=[server.url + "/m/"], sha256=sums, retries=1, progress=False)
-    assert os.listdir(tmp_path) == []
+    assert files_under(tmp_path) == []
 
 
 def test_corrupt_local_files_name_the_file(tmp_path):
@@ -145,7 +151,7 @@ def test_offline_gives_clear_error(tmp_path):
         load_mnist(tmp_path, download=False)
     with pytest.raises(DatasetError, match="CRAD_DATA_DIR"):  # nothing listens on port 9 of loopback
         load_mnist(tmp_path, mirrors=["http://127.0.0.1:9/"], retries=0, timeout=2, progress=False)
-    assert os.listdir(tmp_path) == []
+    assert files_under(tmp_path) == []
 
 
 def test_data_dir_from_environment(tmp_path, monkeypatch):
@@ -159,7 +165,43 @@ def test_parse_idx_rejects_short_header():
         parse_idx(b"\x00\x00\x08\x03\x00", "f", 3)
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED), reason="the shared MNIST directory is not on this machine")
+def test_names_download_then_cache(server, tmp_path):
+    text = b"emma\nolivia\n\nava\n"
+    server.routes["/mm/names.txt"] = text
+    sums = {"names.txt": hashlib.sha256(text).hexdigest()}
+    assert load_names(tmp_path, mirrors=[server.url + "/mm/"], sha256=sums, progress=False) == ["emma", "olivia",
+                                                                                              "ava"]
+    assert (tmp_path / "names" / "names.txt").read_bytes() == text  # raw, renamed into place once verified
+    hits = len(server.hits)
+    assert load_names(tmp_path / "names", download=False, sha256=sums) == ["emma", "olivia", "ava"]
+    assert len(server.hits) == hits
+
+
+def test_names_refuses_wrong_checksum_and_says_where(server, tmp_path):
+    server.routes["/mm/names.txt"] = b"mallory\n"
+    with pytest.raises(DatasetError, match="sha256"):
+        load_names(tmp_path, mirrors=[server.url + "/mm/"], retries=0, progress=False)  # the real sha256
+    assert files_under(tmp_path) == []
+    with pytest.raises(DatasetError, match="load_names"):
+        load_names(tmp_path, download=False)
+    (tmp_path / "names").mkdir(exist_ok=True)
+    (tmp_path / "names" / "names.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(DatasetError, match="UTF-8"):
+        load_names(tmp_path, sha256={})
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(SHARED, "names", "names.txt")),
+                    reason="the shared names file is not on this machine")
+def test_real_names_file(monkeypatch):
+    monkeypatch.setenv("CRAD_DATA_DIR", SHARED)
+    names = load_names(download=False)
+    # 32,033 names: `wc -l` counts 32,032 lines because the last name has no newline
+    assert len(names) == 32033 and names[:3] == ["emma", "olivia", "ava"] and names[-1] == "zzyzx"
+    assert len(NAMES_SHA256["names.txt"]) == 64
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "mnist")), reason="the shared MNIST directory is not on "
+                                                                            "this machine")
 def test_real_mnist_files():
     d = load_mnist(SHARED, download=False, progress=False)
     assert d["x_train"].shape == (60000, 28, 28) and d["x_test"].shape == (10000, 28, 28)

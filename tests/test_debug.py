@@ -1,57 +1,11 @@
-"""viz (DOT, rendering), gradcheck and anomaly mode."""
+"""gradcheck and anomaly mode (drawing is in test_viz.py)."""
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 import crad
-from crad import AnomalyError, Value, viz
-
-
-def test_to_dot_shows_op_data_and_grad(arena):
-    a = Value(2.0)
-    b = a * a + 1.0
-    b.backward()
-    text = viz.to_dot(b)
-    assert text.startswith("digraph") and text.rstrip().endswith("}")
-    assert 'label="*"' in text and 'label="+"' in text
-    assert "data 5.0000 | grad 1.0000" in text and "data 2.0000 | grad 4.0000" in text
-    assert text.count(f"n{a._i} -> op") == 1  # a * a: one drawn edge
-    assert text.count("shape=record") == 4  # a, a*a, the constant 1, the sum
-
-
-def test_to_dot_cuts_big_graphs(arena):
-    s = crad.leaves(np.ones(100)).sum()
-    text = viz.to_dot(s, max_nodes=10)
-    assert text.count("shape=record") == 10
-    assert "190 more nodes not shown (max_nodes=10)" not in text  # 100 leaves + 99 adds = 199
-    assert "189 more nodes not shown (max_nodes=10)" in text and "// cut: 10 of 199" in text
-    with pytest.raises(ValueError):
-        viz.to_dot(s, max_nodes=0)
-    with pytest.raises(TypeError):
-        viz.to_dot(np.ones(3))
-
-
-def test_render(arena, tmp_path, monkeypatch):
-    y = Value(3.0).relu()
-    with pytest.raises(ValueError, match="svg"):
-        viz.render(y, tmp_path / "g.txt")
-    if shutil.which("dot"):
-        path = viz.render(y, tmp_path / "g.svg")
-        assert "<svg" in open(path).read()
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="install graphviz|Install graphviz"):
-        viz.render(y, tmp_path / "h.svg")
-    assert not os.path.exists(tmp_path / "h.svg")
-
-
-def test_draw_neuron_example(tmp_path, capsys):
-    from crad.examples import draw_neuron
-    with crad.Arena():
-        text = draw_neuron.main([str(tmp_path / "n")])
-    assert (tmp_path / "n.dot").read_text().strip() == text
-    assert "ReLU" in text and "values" in capsys.readouterr().out
+from crad import AnomalyError, Value
 
 
 def test_gradcheck_passes_and_fails(arena):

@@ -42,6 +42,7 @@ def test_unordered_slots_take_the_general_path(backward_path):
         junk = [Value(float(i)) for i in range(8)]
         p = Value(2.0)   # sits above the junk slots
         del junk         # frees slots below p
+        assert a.live == 1  # (reading the arena applies the queued releases)
         q = p * 3.0      # lands in a freed slot below p
         assert q._i < p._i and a.I[crad.kernels.LOW, q._i] == -1
         r = (q * p).tanh() + q

@@ -182,3 +182,82 @@ def test_batch_with_a_leaf_root(arena, which):
     want = {"param": [2.5, 2.5], "const": [4.0, 4.0], "input": [7.0, 8.0]}[which]
     np.testing.assert_array_equal(out, want)
     assert p.grad[0] == (2.0 if which == "param" else 0.0)
+
+
+def test_compile_keeps_one_tape_per_input_shape(arena):
+    """A graph whose shape depends on the input's length: one tape per length,
+    each replay equal to a rebuilt graph, parameters accumulating across tapes."""
+    rng = np.random.default_rng(0)
+    w = crad.leaves(rng.normal(size=3))
+
+    def fn(x):  # x: (n, 3); the graph grows with n
+        return ((x * w).sum(axis=1).tanh() ** 2).mean()
+
+    f = crad.compile(fn)
+    xs = [rng.normal(size=(n, 3)) for n in (2, 5, 2, 7, 5)]
+    expect_grad = np.zeros(3)
+    for x in xs:
+        got = f(x, backward=True)
+        accumulated, w.grad = w.grad, 0.0
+        ref = fn(crad.leaves(x))  # the same graph, rebuilt
+        ref.backward()
+        expect_grad += w.grad
+        w.grad = accumulated
+        assert got == pytest.approx(ref.data, rel=1e-12)
+        del ref
+    assert sorted(f.tapes) == [((2, 3),), ((5, 3),), ((7, 3),)] and len(f) == 3
+    np.testing.assert_allclose(w.grad, expect_grad, rtol=1e-12)
+    # what the cache holds: each tape's nodes except the shared parameters
+    assert arena.live == 3 + f.nodes == 3 + sum(t.nodes - t.parameters for t in f.tapes.values())
+    assert all(t.parameters == 3 for t in f.tapes.values())
+    # batched: keyed on the per-sample shape, so it reuses the (5, 3) tape
+    X = rng.normal(size=(4, 5, 3))
+    per = f.batch(X, reduction="sum")
+    assert len(f) == 3 and per == pytest.approx([f(x) for x in X], rel=1e-12)
+    f.release()
+    assert len(f) == 0 and arena.live == 3
+
+
+def test_compile_bounds_its_cache_and_checks_inputs(arena):
+    w = crad.leaves(np.ones(2))
+    f = crad.compile(lambda x: (x * w).sum(), max_tapes=2)
+    for n in (1, 2, 3):
+        f(np.ones((n, 2)))
+    assert sorted(f.tapes) == [((2, 2),), ((3, 2),)]  # (1, 2) was least recently used
+    assert arena.live == 2 + f.nodes
+    live = arena.live
+    with pytest.raises(TypeError, match="numeric"):
+        f(np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match="at least one value"):
+        f(np.ones((0, 2)))
+    with pytest.raises(ValueError, match="batch axis"):
+        f.batch(np.float64(1.0))
+    assert arena.live == live and len(f) == 2
+    with pytest.raises(ValueError, match="max_tapes"):
+        crad.compile(lambda x: x, max_tapes=0)
+    with pytest.raises(TypeError, match="function"):
+        crad.compile(3)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_single_replay_in_slot_order_or_kahn_order(arena, ordered):
+    """Replay walks slots in order when every operand sits below its user,
+    and keeps Kahn's order when freed low slots break that."""
+    from crad import kernels as K
+    w = crad.leaves(np.array([0.5, -1.5, 2.0]))
+    junk = crad.leaves(np.zeros(40))
+    x = crad.leaves(np.array([1.0, 2.0, 3.0]))
+    if not ordered:
+        del junk  # the graph's nodes now take the slots below x
+    tape = crad.capture(lambda x: ((x * w).tanh() * x).sum().exp(), x)
+    assert (arena.I[K.LOW, tape._root] >= 0) == ordered
+    assert ordered == bool(np.all(np.diff(tape._fwd) > 0))
+    for v in ([0.3, -0.2, 0.1], [1.0, 1.0, -1.0]):
+        w.grad = 0.0
+        got = tape(np.array(v), backward=True)
+        g = w.grad
+        w.grad = 0.0
+        ref = ((crad.leaves(np.array(v)) * w).tanh() * crad.leaves(np.array(v))).sum().exp()
+        ref.backward()
+        assert got == pytest.approx(ref.data, rel=1e-13)
+        np.testing.assert_allclose(g, w.grad, rtol=1e-13)

@@ -96,3 +96,25 @@ def test_released_vector_is_stale(arena):
     with pytest.raises(StaleValueError):
         crad.dot(u, u)
     assert repr(u) == "Vector(<released>)"
+
+
+def test_stack_puts_vectors_together_without_new_nodes(arena):
+    u, v = crad.leaves(np.array([1.0, 2.0])), crad.leaves(np.array([3.0, 4.0]))
+    live = arena.live
+    s = crad.stack([u, v])
+    assert s.shape == (2, 2) and arena.live == live
+    np.testing.assert_array_equal(s.data, [[1.0, 2.0], [3.0, 4.0]])
+    (s * s).sum().backward()
+    np.testing.assert_array_equal(u.grad, [2.0, 4.0])
+    del u, v
+    assert arena.live == live  # the stacked vector keeps the nodes
+    with pytest.raises(ValueError, match="shape"):
+        crad.stack([s[0], s])
+    with pytest.raises(TypeError, match="Vectors"):
+        crad.stack([])
+    with crad.Arena():
+        other = crad.leaves(np.ones(2))
+    with pytest.raises(ValueError, match="arena"):
+        crad.stack([s[0], other])
+    del s
+    assert arena.live == 0

@@ -24,4 +24,5 @@ WORKLOADS = {
     "W2": Workload("nn:w2", "W2: toy regression step, MLP 2-16-16-1, batch 32", True),
     "W3": Workload("mnist:w3", "W3: MNIST step, MLP 784-32-10, softmax cross-entropy", True),
     "W4": Workload("mnist:w4", "W4: MNIST epoch, MLP 784-50-10, batch 32", False),
+    "W5": Workload("gpt:w5", "W5: microgpt's character GPT, per name (build or replay, backward, Adam)", False),
 }

@@ -27,19 +27,28 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
+def fresh_runs(probe):
+    """[(state, CompletedProcess)]: probe run in a fresh process against an
+    empty numba cache ("cold"), then against the cache it filled ("warm")."""
+    runs = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(python_env(), NUMBA_CACHE_DIR=cache)
+        for state in ("cold", "warm"):
+            runs.append((state, subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                               env=env, cwd=cache)))
+    return runs
+
+
 def compile_times(quick):
     """Seconds to import, to the first gradient, to the first MNIST step and to the first batched
     replay, cold then warm. Not a comparison: crad alone, one run each."""
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(python_env(), NUMBA_CACHE_DIR=cache)
-        for state in ("cold", "warm"):
-            out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=cache)
-            if out.returncode != 0:
-                rows.append(dict(workload="compile", engine="crad", cache=state,
-                                 import_s=f"failed: {out.stderr[-200:]}"))
-                continue
-            t = [float(v) for v in out.stdout.split()]
-            rows.append(dict(workload="compile", engine="crad", cache=state, import_s=t[0], first_gradient_s=t[1],
-                             first_mnist_step_s=t[2], capture_and_first_replay_s=t[3]))
+    for state, out in fresh_runs(PROBE):
+        if out.returncode != 0:
+            rows.append(dict(workload="compile", engine="crad", cache=state,
+                             import_s=f"failed: {out.stderr[-200:]}"))
+            continue
+        t = [float(v) for v in out.stdout.split()]
+        rows.append(dict(workload="compile", engine="crad", cache=state, import_s=t[0], first_gradient_s=t[1],
+                         first_mnist_step_s=t[2], capture_and_first_replay_s=t[3]))
     return rows

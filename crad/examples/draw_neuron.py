@@ -1,6 +1,7 @@
 """Draw one neuron's graph after backward, as micrograd's demo does.
 
-Writes neuron.dot (always) and neuron.svg when graphviz's ``dot`` is installed.
+Writes NAME.svg (laid out by graphviz's ``dot`` when it is installed, by crad
+itself otherwise) and NAME.dot, the same graph as DOT text.
 """
 import sys
 
@@ -16,12 +17,10 @@ def main(argv=None):
     text = viz.to_dot(y)
     with open(out + ".dot", "w") as f:
         f.write(text + "\n")
-    print(f"{out}.dot written: {text.count('shape=record')} values, {text.count('shape=circle')} ops")
-    try:
-        print(f"{viz.render(y, out + '.svg')} written")
-    except RuntimeError as e:
-        print(e)
-    return text
+    drawing = viz.draw(y)
+    drawing.save(out + ".svg")
+    print(f"{out}.svg written ({drawing.shown} values, laid out by {drawing.layout}) and {out}.dot")
+    return drawing
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 import crad
-from crad import MLP, losses, optim
+from crad import MLP, losses, optim, plots
 from crad.datasets import load_mnist
 
 
@@ -29,17 +29,21 @@ def parse(argv):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3 for Adam)")
     ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    ap.add_argument("--data-dir", default=None, help="MNIST directory (default $CRAD_DATA_DIR or ~/.cache/crad)")
+    ap.add_argument("--data-dir", default=None,
+                    help="data root holding mnist/ (default $CRAD_DATA_DIR or ~/.cache/crad)")
     ap.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     ap.add_argument("--checkpoint", default="mnist-crad.npz", help="checkpoint path ('' for none)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rebuild", action="store_true", help="rebuild the graph every step instead of replaying")
+    ap.add_argument("--plot", metavar="PATH", help="write the loss and test accuracy curves to this PNG "
+                    "(needs crad[plot])")
     return ap.parse_args(argv)
 
 
 def main(argv=None):
     args = parse(argv)
+    plots.ensure(args.plot)
     data = load_mnist(args.data_dir)
     x_train = data["x_train"].reshape(-1, 784) / 255.0
     y_train = data["y_train"].astype(np.int64)
@@ -62,6 +66,7 @@ def main(argv=None):
         tape = crad.capture(lambda x, y: losses.cross_entropy(model(x), y), crad.leaves(x_train[:1]),
                             crad.leaves(onehot[:1]))
     acc = None
+    history, accuracy = [], []  # loss per step, (step, test accuracy) per epoch of this run
     for epoch in range(start, args.epochs):
         order = rng.permutation(len(x_train))
         bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch + 1}", unit="batch")
@@ -78,6 +83,7 @@ def main(argv=None):
                 loss = float(tape.batch(x_train[idx][:, None, :], onehot[idx][:, None, :]).mean())
                 nodes += tape.computed * len(idx)
             opt.step()
+            history.append(loss)
             seen += len(idx)
             if (i // args.batch_size) % 20 == 0:
                 dt = time.perf_counter() - t0
@@ -86,11 +92,16 @@ def main(argv=None):
         graph = None  # a rebuilt step's graph is freed here
         dt = time.perf_counter() - t0
         acc = float((model.predict(x_test).argmax(1) == data["y_test"]).mean())
+        accuracy.append((len(history), acc))
         print(f"epoch {epoch + 1}: {dt:.1f} s, {seen / dt:,.0f} samples/s, {nodes / dt / 1e6:.0f} M nodes/s, "
               f"{nodes / seen:,.0f} nodes per image, test accuracy {acc:.2%}")
         if args.checkpoint:
             state = {f"opt_{k}": v for k, v in opt.state_dict().items()}
             model.save(args.checkpoint, epoch=epoch + 1, **state)
+    if args.plot and history:
+        plots.training_curve(args.plot, history, accuracy=accuracy,
+                             title=f"crad: MLP(784, [{args.hidden}, 10]) on MNIST, batch {args.batch_size}")
+        print(f"loss and accuracy curves written to {args.plot}")
     return acc
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 import crad
-from crad import MLP, losses, optim
+from crad import MLP, losses, optim, plots
 
 
 def target(X):
@@ -29,7 +29,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rebuild", action="store_true", help="rebuild the graph every step instead of replaying")
+    ap.add_argument("--plot", metavar="PATH", help="write the loss curve to this PNG (needs crad[plot])")
     args = ap.parse_args(argv)
+    plots.ensure(args.plot)
 
     rng = np.random.default_rng(args.seed)
     model = MLP(2, [args.hidden, args.hidden, 1], relu_out=True, init="he", rng=rng)
@@ -39,6 +41,7 @@ def main(argv=None):
         tape = crad.capture(lambda x, y: losses.mse(model(x), y), crad.leaves(np.zeros((1, 2))),
                             crad.leaves(np.zeros((1, 1))))
     bar = tqdm(range(args.steps), desc="training", unit="step")
+    history = []
     for step in bar:
         X = rng.uniform(-1, 1, (args.batch_size, 2))
         y = target(X)[:, None]
@@ -52,6 +55,7 @@ def main(argv=None):
             loss = float(tape.batch(X[:, None, :], y[:, None, :]).mean())
             nodes = tape.computed * args.batch_size
         opt.step()
+        history.append(loss)
         if step % 25 == 0 or step == args.steps - 1:
             bar.set_postfix(loss=f"{loss:.5f}", nodes=nodes)
     mode = "rebuilt every step" if args.rebuild else "one sample's graph replayed per sample"
@@ -60,6 +64,8 @@ def main(argv=None):
     print("   x0     x1   predicted   true")
     for (x0, x1), p, t in zip(points, model.predict(points)[:, 0], target(points)):
         print(f"{x0:5.2f}  {x1:5.2f}   {p:8.4f}  {t:6.4f}")
+    if args.plot:
+        print(f"loss curve written to {plots.training_curve(args.plot, history, title='crad: toy regression')}")
     return loss
 
 

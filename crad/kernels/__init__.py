@@ -34,7 +34,8 @@ of each array per call (numba's NRT), so per-node helpers take scalars only
 call, over a batch of slots listed in the STACK row.
 """
 from .alloc import emit, emit_const, emit_leaves, retain_many
-from .build import emit_dot, emit_layer, emit_map, emit_rowsum, emit_sum
+from .build import MAP_CONSTS, MAP_NODES, MAP_UNARY, emit_dot, emit_layer, emit_map, emit_rowsum, emit_sum
+from .journal import CONST_LEAF, POS_MASK, RETAIN, journal_apply, journal_claim
 from .layout import (
     ARG,
     AUX,
@@ -86,11 +87,12 @@ from .sweep import backward, order_of, release, release_many
 from .update import adam_step, runs, sgd_step, zero_grad_runs
 
 __all__ = [
-    "ARG", "AUX", "CONST", "DATA", "GEN", "GRAD", "INPUT", "LHS", "LOW", "M_EPOCH", "M_FREE_HEAD", "M_FREED",
-    "M_LIVE", "M_MADE", "M_NFREE", "M_PEAK", "M_TOP", "MARK", "N_FLOAT_ROWS", "N_INT_ROWS", "N_META", "N_PROG", "OP",
-    "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW",
-    "PARAM", "REFS", "RHS", "ROW", "STACK", "adam_step", "backward", "emit", "emit_const", "emit_dot",
-    "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "order_of", "release", "release_many",
-    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_compile", "tape_forward", "tape_rows",
-    "zero_grad_runs",
+    "ARG", "AUX", "CONST", "CONST_LEAF", "DATA", "GEN", "GRAD", "INPUT", "LHS", "LOW", "MAP_CONSTS",
+    "MAP_NODES", "MAP_UNARY", "MARK", "M_EPOCH", "M_FREED", "M_FREE_HEAD", "M_LIVE", "M_MADE", "M_NFREE",
+    "M_PEAK", "M_TOP", "N_FLOAT_ROWS", "N_INT_ROWS", "N_META", "N_PROG", "OP", "PARAM", "POS_MASK", "P_COL", "P_GROW",
+    "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW", "REFS", "RETAIN", "RHS", "ROW", "STACK",
+    "adam_step", "backward", "emit", "emit_const", "emit_dot", "emit_layer", "emit_leaves", "emit_map",
+    "emit_rowsum", "emit_sum", "journal_apply", "journal_claim", "order_of", "release", "release_many",
+    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_compile", "tape_forward",
+    "tape_rows", "zero_grad_runs",
 ]

@@ -58,31 +58,35 @@ def emit_sum(F, I, M, u):
     return s
 
 
+# How emit_map reads its operands.
+MAP_UNARY, MAP_NODES, MAP_CONSTS = 0, 1, 2
+
+
 @njit
-def emit_map(F, I, M, op, a, b, c, out):
+def emit_map(F, I, M, op, mode, a, b, c, out):
     """Elementwise nodes, one per k, owned by the caller via out (int32, (n,)).
 
-    a: int32 (n,) first operands. b: int32 (n,) second operands, or empty.
-    c: float64 (n,) constants, or empty. With b: op(a[k], b[k]). With c and
-    a binary op: op(a[k], leaf(c[k])), micrograd's constant (a leaf first).
-    With c and a unary op: op(a[k]) with ARG c[k] (POW's exponent).
-    Needs room for n nodes (2n with constant leaves).
+    a: int32 (n,) first operands. mode MAP_NODES: op(a[k], b[k]), b int32
+    (n,). MAP_CONSTS: op(a[k], leaf(c[k])), micrograd's constant operand (a
+    leaf first), c float64 (n,). MAP_UNARY: op(a[k]) with ARG c[k] (POW's
+    exponent), c float64 (n,). Unused operand arrays may be empty.
+    Needs room for n nodes (2n for MAP_CONSTS); n may be 0.
     """
     n = a.shape[0]
-    leaf = c.shape[0] > 0 and (op == ADD or op == MUL)
-    _take_many(F, I, M, 2 * n if leaf else n)
+    k_new = 2 * n if mode == MAP_CONSTS else n
+    _take_many(F, I, M, k_new)
     for k in range(n):
-        if leaf:
+        if mode == MAP_CONSTS:
             z, i = I[STACK, 2 * k], I[STACK, 2 * k + 1]
             I[OP, z], I[LHS, z], I[RHS, z], F[ARG, z] = LEAF, -1, -1, c[k]
             I[OP, i], I[LHS, i], I[RHS, i], F[ARG, i] = op, a[k], z, 0.0
         else:
             i = I[STACK, k]
             I[OP, i], I[LHS, i] = op, a[k]
-            I[RHS, i] = b[k] if b.shape[0] > 0 else -1
-            F[ARG, i] = c[k] if c.shape[0] > 0 else 0.0
+            I[RHS, i] = b[k] if mode == MAP_NODES else -1
+            F[ARG, i] = c[k] if mode == MAP_UNARY else 0.0
         out[k] = i
-    _finish(F, I, 2 * n if leaf else n)
+    _finish(F, I, k_new)
     for k in range(n):
         I[REFS, out[k]] = 1
 

@@ -88,6 +88,13 @@ def release(F, I, M, root):
     I[REFS, root] -= 1
     if I[REFS, root] > 0:
         return 0
+    return release_counted(F, I, M, root)
+
+
+@njit
+def release_counted(F, I, M, root):
+    """Free root, whose count has just reached zero, and what it alone held.
+    Returns how many were freed."""
     I[STACK, 0] = root
     return _cascade(F, I, M, 1, root, I[LOW, root])
 
