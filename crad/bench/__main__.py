@@ -21,20 +21,22 @@ from . import WORKLOADS, common
 
 NOTES = """\
 Notes: every crad-vs-peer figure comes from interleaved rounds (the engines of a workload take
-turns, the order alternating each round, with a full garbage collection before each turn so that
-no engine pays for another's garbage); a ratio is the median of the per-round ratios, with their
-min-max in brackets. The per-Value rows (crad facade, crad per-Value, micrograd, python Value) run
-micrograd-style code, one Python operator per node; "python Value" is `crad/bench/pyvalue.py`, a
-minimal `__slots__` Value with a non-recursive backward that builds the same graph as crad. W0's
-free phase includes a forced collection for every engine (only the collector frees micrograd's
-cycles); W2's per-Value steps leave collection to Python, as a user's loop does.
-micrograd 0.1.0 has no exp or log, so its W3 and W4 steps use a squared-output loss on the same MLP
-(W4's micrograd and rebuilt epochs are extrapolated from the images stated). `crad replay` rows use
-`crad.capture`: W2 'replay' replays the captured graph of the whole batch; 'replay batched' and the
-W3/W4 replay rows replay one sample's graph for every sample (`Tape.batch`). Node counts are the
-scalar graph's. PyTorch runs on one intra-op thread, as crad does (its default pool spins and
-collapses on a loaded machine). PyTorch tensor mode is what a user would pick instead; crad never
-uses matrix code for training.
+turns, the order alternating each round; the objects that exist before the rounds, such as the
+imported libraries, are frozen out of the garbage collector's view, and a full collection precedes
+each turn, so that no engine pays for another's objects or garbage); a ratio is the median of the
+per-round ratios, with their min-max in brackets. The per-Value rows (crad facade, crad per-Value,
+micrograd, python Value) run micrograd-style code, one Python operator per node; "python Value" is
+`crad/bench/pyvalue.py`, a minimal `__slots__` Value with a non-recursive backward that builds the
+same graph as crad. Their free phase (W0, W2) ends with a forced collection for every engine, since
+only the collector frees micrograd's cycles; with the pre-existing objects frozen, each engine pays
+for its own garbage only (micrograd left to automatic collection costs about 1.6x more per W2 step
+in steady state). micrograd 0.1.0 has no exp or log, so its W3 and W4 steps use a squared-output
+loss on the same MLP (W4's micrograd and rebuilt epochs are extrapolated from the images stated).
+`crad replay` rows use `crad.capture`: W2 'replay' replays the captured graph of the whole batch;
+'replay batched' and the W3/W4 replay rows replay one sample's graph for every sample
+(`Tape.batch`). Node counts are the scalar graph's. PyTorch runs on one intra-op thread, as crad
+does (its default pool spins and collapses on a loaded machine). PyTorch tensor mode is what a user
+would pick instead; crad never uses matrix code for training.
 """
 
 

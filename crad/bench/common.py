@@ -59,18 +59,27 @@ def interleave(engines, rounds):
     """Measure every engine ``rounds`` times, alternating the order (A B C, C B A, A B C...), so
     that round k of every engine ran close in time to round k of every other.
 
-    A full collection (untimed) precedes each measurement: the engines share a process, and
-    garbage one leaves behind (micrograd's closures form cycles) must not be collected on
-    another's clock. That measured python Value's W2 step at 460 ms instead of 60 ms.
+    The engines share a process, so garbage is kept apart. Everything that exists before the
+    rounds (the libraries every engine imported, the engines' models) is frozen out of the
+    collector's view (``gc.freeze``): a collection then costs what an engine's own objects cost,
+    not what torch's and numba's do (that made a forced collection cost 170 ms at W0's N = 10^4).
+    And a full collection (untimed) precedes each measurement, so that garbage one engine leaves
+    behind (micrograd's closures form cycles) is not collected on another's clock (that measured
+    python Value's W2 step at 460 ms instead of 60 ms).
 
     engines: name -> measure(), a callable returning a dict of figures for one round.
     Returns name -> list of those dicts, one per round."""
     names = list(engines)
     out = {n: [] for n in names}
-    for r in range(rounds):
-        for n in names if r % 2 == 0 else reversed(names):
-            gc.collect()
-            out[n].append(engines[n]())
+    gc.collect()
+    gc.freeze()
+    try:
+        for r in range(rounds):
+            for n in names if r % 2 == 0 else reversed(names):
+                gc.collect()
+                out[n].append(engines[n]())
+    finally:
+        gc.unfreeze()
     return out
 
 
