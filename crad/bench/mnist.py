@@ -3,6 +3,7 @@
 The data comes from ``crad.datasets.load_mnist()`` ($CRAD_DATA_DIR or the cache; downloaded once).
 micrograd 0.1.0 has no exp or log: its step uses a squared-output loss on the same MLP.
 """
+import gc
 import time
 
 import numpy as np
@@ -97,6 +98,8 @@ def micrograd_sample(X, y, hidden):
         loss.backward()
         for p in model.parameters():
             p.data -= 0.01 * p.grad
+        del out, loss
+        gc.collect()  # its graph's cycles: micrograd pays to free its own garbage, as in W0 and W2
         t = time.perf_counter() - t
         k[0] += 1
         return dict(ms_per_sample=t * 1e3, samples_per_s=1 / t)
