@@ -1,4 +1,5 @@
 """The arena: every node of a graph is a slot in a few preallocated columns."""
+import gc
 import threading
 
 import numpy as np
@@ -88,6 +89,10 @@ class Arena:
         slots: afterwards the columns are canonical (the package's invariants
         hold). ``new``: see ``kernels.journal_apply``."""
         self._check_thread()
+        with _no_collection():
+            self._apply(new)
+
+    def _apply(self, new):
         k = self._k
         rel, vrel = self._rel, self._vrel
         n, nv = len(rel), len(vrel)
@@ -108,8 +113,12 @@ class Arena:
     def _claim(self, need=1):
         """Apply what is pending and claim a new block of slots for records.
         Returns the journal position to write at (0)."""
+        with _no_collection():
+            return self._claim_now(need)
+
+    def _claim_now(self, need):
         if self._kend or self._rel or self._vrel:
-            self._sync()  # sizes the next block: twice what the last one used
+            self._apply(_NO_NEW)  # sizes the next block: twice what the last one used
         B = max(self._block, need)
         self._grow(B)
         if self._res.size != B:
@@ -176,8 +185,9 @@ class Arena:
         """Run ``kernel(F, I, M, *args)``, a kernel that makes k nodes (listed
         in the STACK row), after making room for them. Returns its result
         and the new slots (anomaly mode checks them)."""
-        self.reserve(k)
-        out = kernel(self._F, self._I, self._M, *args)
+        with _no_collection():  # no __del__ may claim the room between reserve and kernel
+            self.reserve(k)
+            out = kernel(self._F, self._I, self._M, *args)
         return out, self._I[K.STACK, :k]
 
     # -- statistics ----------------------------------------------------------
@@ -243,6 +253,21 @@ class Arena:
         return False
 
 
+class _no_collection:
+    """No garbage collection inside: a collection runs arbitrary __del__s and
+    gc.callbacks, which may use this arena (an op, a .data read) while the
+    journal is half applied or the room reserved for a kernel is not yet used.
+    Refcount-driven __del__s of crad handles only queue (never re-enter)."""
+
+    def __enter__(self):
+        self.enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            gc.enable()
+
+
 _local = threading.local()  # per thread: stack (entered arenas), default, current
 
 
@@ -261,6 +286,15 @@ def default_arena():
     except AttributeError:
         _local.default = Arena()
         return _local.default
+
+
+def arena_arg(arena):
+    """An ``arena=`` argument: the current arena for None, else an Arena."""
+    if arena is None:
+        return current_arena()
+    if not isinstance(arena, Arena):
+        raise TypeError(f"arena must be a crad.Arena, not {type(arena).__name__}")
+    return arena
 
 
 def current_arena():

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import anomaly
 from . import kernels as K
-from .arena import current_arena
+from .arena import arena_arg
 from .value import Value
 from .vector import Vector, leaves
 
@@ -85,7 +85,7 @@ class Layer(Module):
 
     def __init__(self, nin, nout, nonlin=True, *, init="micrograd", seed=None, rng=None, arena=None):
         nin, nout = _check_size(nin, "nin"), _check_size(nout, "nout")
-        a = current_arena() if arena is None else arena
+        a = arena_arg(arena)
         self.nonlin = bool(nonlin)
         # One block (nout, nin + 1), bias last: row-major slots are then
         # micrograd's parameter order (each neuron's w, then b), contiguous,
@@ -196,7 +196,7 @@ class MLP(Module):
         if not nouts:
             raise ValueError("nouts must list at least one layer width")
         g = _rng(seed, rng)
-        a = current_arena() if arena is None else arena
+        a = arena_arg(arena)
         sz = [nin] + nouts
         self.relu_out = bool(relu_out)
         self.init = init

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import kernels as K
-from .arena import StaleValueError, current_arena
+from .arena import StaleValueError, arena_arg
 from .ops import LEAF, POW
 from .value import Value
 from .vector import Vector, leaves
@@ -79,7 +79,9 @@ class Tape:
         root = out[0] if isinstance(out, (tuple, list)) and out else out
         if not isinstance(root, Value):
             raise TypeError("fn must return a Value (the root, e.g. the loss) or a tuple starting with one")
-        _, r = root._slot()
+        b, r = root._slot()
+        if b is not a:
+            raise ValueError("fn returned a root in another arena than its inputs; build the graph in one arena")
         order = np.empty(a.capacity, np.int32)
         n = K.order_of(a.I, a.M, r, order)
         order = order[:n].copy()
@@ -112,8 +114,13 @@ class Tape:
 
     # -- replay -------------------------------------------------------------
     def _live(self):
+        """The tape replays slots: refuse once the graph it recorded may be
+        gone (the tape, its root or an input handle released)."""
         if self.root is None:
             raise StaleValueError("this tape was released; capture again")
+        self.root._slot()  # StaleValueError if tape.root was released
+        for x in self.inputs:
+            x._slot() if isinstance(x, Value) else x._slots()
 
     def _inputs(self, values, batched):
         """The input arrays, checked against the captured shapes (with a
@@ -271,7 +278,7 @@ class Compiled:
         if max_tapes is not None and (not isinstance(max_tapes, int) or max_tapes < 1):
             raise ValueError(f"max_tapes must be a positive int or None, got {max_tapes!r}")
         self.fn, self.verify, self.max_tapes = fn, verify, max_tapes
-        self.arena = current_arena() if arena is None else arena
+        self.arena = arena_arg(arena)
         self._tapes = OrderedDict()  # input shapes -> Tape, least recently used first
 
     def tape(self, *values, batched=False):

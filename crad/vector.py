@@ -6,7 +6,7 @@ import numpy as np
 
 from . import anomaly
 from . import kernels as K
-from .arena import StaleValueError, current_arena
+from .arena import StaleValueError, arena_arg
 from .ops import ADD, MUL, POW
 from .value import EXITING, DerivedOps, Value, as_float, wrap
 
@@ -26,6 +26,7 @@ def _queue_releases(a, ids):
 
 
 def _readonly(x):
+    x = np.asarray(x)  # a 0-d Vector's values come out of numpy as a scalar
     x.flags.writeable = False
     return x
 
@@ -117,6 +118,8 @@ class Vector(DerivedOps):
         return self._slots()[0]
 
     def __len__(self):
+        if self._ids.ndim == 0:
+            raise TypeError("len() of a 0-d Vector (a single node); use .size, or v[()] for its Value")
         return self._ids.shape[0]
 
     def __getitem__(self, key):
@@ -265,6 +268,9 @@ class Vector(DerivedOps):
 
     def mean(self, axis=None):
         """sum(axis) times 1/n, as micrograd would write it."""
+        ndim = self._slots()[1].ndim
+        if axis is not None and (not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim):
+            raise ValueError(f"axis must be None or an int in [-{ndim}, {ndim}), got {axis!r}")
         n = self.size if axis is None else self.shape[axis]
         if n == 0:
             raise ValueError(f"mean over no elements (a Vector of shape {self.shape}); "
@@ -287,7 +293,7 @@ def leaves(x, arena=None):
         raise TypeError(f"leaves() needs numeric values, not {x.dtype}")
     if x.size == 0:
         raise ValueError("leaves() needs at least one value")
-    a = current_arena() if arena is None else arena
+    a = arena_arg(arena)
     flat = np.ascontiguousarray(x, np.float64).reshape(-1)
     ids = np.empty(flat.size, np.int32)
     _, new = a.build(flat.size, K.emit_leaves, flat, ids)

@@ -24,6 +24,7 @@ import numpy as np
 
 import crad
 from crad import optim, plots
+from crad.arena import arena_arg
 from crad.nn import Module, _check_size
 from crad.vector import Vector, leaves, stack
 
@@ -66,7 +67,7 @@ class GPT(Module):
         if _state is None:
             rng = np.random.default_rng(seed)
             _state = {name: rng.normal(0.0, 0.08, shape) for name, shape in shapes.items()}
-        a = crad.current_arena() if arena is None else arena
+        a = arena_arg(arena)
         self._block = leaves(np.concatenate([_state[name].reshape(-1) for name in shapes]), arena=a)
         self.params, offset = {}, 0
         for name, shape in shapes.items():

@@ -97,7 +97,10 @@ def journal_apply(F, I, M, res, ops, lhs, rhs, args, k, rel, new):
     m = rel.shape[0]
     live, peak, made = M[M_LIVE], M[M_PEAK], M[M_MADE]
     for t in range(k + 1):
-        while q < m and ((rel[q] >> 32) & POS_MASK) <= t:  # changes that came before record t
+        # The changes that came before record t; after the last record, all
+        # the rest (a release from another thread may carry a stale, larger
+        # position: applying it late is safe, dropping it would leak).
+        while q < m and (t == k or ((rel[q] >> 32) & POS_MASK) <= t):
             s = rel[q] & SLOT_MASK
             if rel[q] & RETAIN:
                 I[REFS, s] += 1
