@@ -14,8 +14,10 @@ from .common import Clock, installed, interleave, repeat_for, summarize
 from .pyvalue import Value as PyValue
 
 
-def _python_w0(make, x, y, backward):
-    """W0 through one Python operator per node, for any micrograd-like engine."""
+def _python_w0(make, x, y, backward, settle=None):
+    """W0 through one Python operator per node, for any micrograd-like engine.
+    settle: what the engine must still do for the free to be complete (crad's
+    facade applies the releases its handles queued when the arena is next read)."""
     c = Clock()
     a = [make(v) for v in x]
     b = [make(v) for v in y]
@@ -27,6 +29,8 @@ def _python_w0(make, x, y, backward):
     c.lap("backward")
     del s, a, b
     gc.collect()  # micrograd's closures form cycles: only the collector frees them
+    if settle is not None:
+        settle()
     c.lap("free")
     return c.phases
 
@@ -73,7 +77,7 @@ def engines():
     def backward(s):
         s.backward()
     out = {"crad bulk": _crad_bulk_w0,
-           "crad facade": lambda x, y: _python_w0(crad.Value, x, y, backward),
+           "crad facade": lambda x, y: _python_w0(crad.Value, x, y, backward, lambda: crad.current_arena().live),
            "python Value": lambda x, y: _python_w0(PyValue, x, y, backward)}
     if installed("micrograd"):
         from micrograd.engine import Value as MG
@@ -195,6 +199,8 @@ def _chain_run(make, depth):
         c.lap("backward")
         del x, y
         gc.collect()
+        if make is crad.Value:
+            crad.current_arena().columns()  # the releases crad's handles queued
         c.lap("free")
     except RecursionError:
         gc.collect()

@@ -163,6 +163,8 @@ def per_value(engine):
         c = Clock(collect=False)  # interleave collected before the turn
         outs = [model([Value(v) for v in x]) for x in X]
         loss = sum(((o - t) ** 2 for o, t in zip(outs, y)), Value(0.0)) * (1.0 / B)
+        if a is not None:
+            a.columns()  # crad's facade writes behind: applying the records is part of the build
         c.lap("build")
         built[0] = a.live - nparams if a is not None else _graph_size(loss) - nparams
         c.skip()  # counting nodes is not part of the step
@@ -173,6 +175,8 @@ def per_value(engine):
         c.lap("update")
         del loss, outs
         gc.collect()
+        if a is not None:
+            a.columns()  # and applying the queued releases is part of the free
         c.lap("free")
         return c.phases
 
