@@ -21,23 +21,27 @@ from .layout import (
 )
 
 
+@njit(inline="always")
+def _next_slot(I, head, nfree, top):
+    """The next vacant slot: the free list's head while it has one, else the
+    first never-used slot. Returns it and the allocator's counters after it
+    (kept in the caller's locals: M may alias nothing, but LLVM cannot know
+    that)."""
+    if nfree > 0:
+        return head, I[LHS, head], nfree - 1, top
+    return top, head, nfree, top + 1
+
+
 @njit
 def _take_many(F, I, M, k):
     """Make k vacant slots live (no reference yet, zero grad) and list them in
     I[STACK, :k], in the order they must be wired. Needs room for k.
 
-    Free-list slots come first. The counters live in locals for the loop:
-    M may alias nothing, but LLVM cannot know that.
+    Free-list slots come first.
     """
     head, nfree, top = M[M_FREE_HEAD], M[M_NFREE], M[M_TOP]
     for t in range(k):
-        if nfree > 0:
-            i = head
-            head = I[LHS, i]
-            nfree -= 1
-        else:
-            i = top
-            top += 1
+        i, head, nfree, top = _next_slot(I, head, nfree, top)
         I[STACK, t] = i
         I[GEN, i] += 1  # even -> odd: live
         I[REFS, i] = 0
@@ -120,21 +124,14 @@ def emit_const(F, I, M, op, l, c):
 def emit_leaves(F, I, M, x, out):
     """Leaves of values x (float64, (n,)); their slots into out (int32, (n,)).
 
-    Each leaf is owned by the caller. Needs room for n nodes. One pass, the
-    slots taken as in ``_take_many`` (its loop, repeated here on purpose: a
-    separate pass costs 25% of a leaf's time, and every batch starts with
-    leaves).
+    Each leaf is owned by the caller. Needs room for n nodes. One pass
+    (taking the slots in a separate pass, as ``_take_many`` would, costs 25%
+    of a leaf's time, and every batch starts with leaves).
     """
     n = x.shape[0]
     head, nfree, top = M[M_FREE_HEAD], M[M_NFREE], M[M_TOP]
     for t in range(n):
-        if nfree > 0:
-            i = head
-            head = I[LHS, i]
-            nfree -= 1
-        else:
-            i = top
-            top += 1
+        i, head, nfree, top = _next_slot(I, head, nfree, top)
         I[STACK, t] = i
         I[GEN, i] += 1  # even -> odd: live
         F[GRAD, i] = 0.0

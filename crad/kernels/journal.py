@@ -17,7 +17,7 @@ facade shows the columns to anyone, the package's invariants hold.
 """
 from .._config import njit
 from ..ops import LEAF, POW, forward
-from .alloc import _fold_low
+from .alloc import _fold_low, _next_slot
 from .layout import (
     ARG,
     DATA,
@@ -55,13 +55,7 @@ def journal_claim(F, I, M, res):
     in the order records will use them. Needs room for B nodes."""
     head, nfree, top = M[M_FREE_HEAD], M[M_NFREE], M[M_TOP]
     for t in range(res.shape[0]):
-        if nfree > 0:
-            i = head
-            head = I[LHS, i]
-            nfree -= 1
-        else:
-            i = top
-            top += 1
+        i, head, nfree, top = _next_slot(I, head, nfree, top)
         I[GEN, i] += 1  # even -> odd: a handle's generation from now on
         I[REFS, i] = 1  # never 0: the release sweep frees live slots whose count is 0
         res[t] = i
