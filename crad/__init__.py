@@ -1,11 +1,12 @@
 """crad: a fast scalar-valued autograd engine (micrograd's API, numba kernels)."""
-from . import datasets, debug, engine, losses, nn, optim, viz
+from . import datasets, debug, engine, losses, nn, optim, threads, viz
 from .anomaly import AnomalyError, detect_anomaly
 from .arena import Arena, StaleValueError, current_arena, default_arena
 from .debug import gradcheck
 from .nn import MLP, Layer, Neuron
 from .ops import Op
 from .tape import Tape, TapeError, capture
+from .threads import get_num_threads, set_num_threads
 from .value import Value
 from .vector import Vector, dot, leaves
 
@@ -14,5 +15,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AnomalyError", "Arena", "Layer", "MLP", "Neuron", "Op", "StaleValueError", "Tape", "TapeError", "Value",
     "Vector", "capture", "current_arena", "datasets", "debug", "default_arena", "detect_anomaly", "dot",
-    "engine", "gradcheck", "leaves", "losses", "nn", "optim", "viz", "__version__",
+    "engine", "get_num_threads", "gradcheck", "leaves", "losses", "nn", "optim", "set_num_threads", "threads", "viz",
+    "__version__",
 ]

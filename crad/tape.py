@@ -19,6 +19,7 @@ harmless (softmax does not depend on it).
 import numpy as np
 
 from . import kernels as K
+from . import threads
 from .arena import StaleValueError
 from .ops import LEAF, POW
 from .value import Value
@@ -96,7 +97,8 @@ class Tape:
         # a rebuilt graph's fresh leaves: the inputs and fn's constants
         self._zero = self.order[np.isin(self.order, self._flat_inputs) | self._new_leaf].copy()
         self._root = self.root._slot()[1]
-        self._compiled = None
+        self._compiled = self._scratch = None
+        self._swept = False  # a backward ran since the last forward
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
         self.computed = int(self._bwd.size)  # the ops: what a replay recomputes
 
@@ -125,30 +127,40 @@ class Tape:
             arrays.append(v)
         return arrays
 
-    def _write_inputs(self, values):
-        F = self.arena.F
-        for ids, v in zip(self._in_ids, self._inputs(values, batched=False)):
-            F[K.DATA][ids] = v.reshape(-1)
-
     def __call__(self, *values, backward=False):
         """Write new input values, recompute the forward pass, and return the
-        root's value (``backward=True`` also runs ``backward()``)."""
-        self._write_inputs(values)
+        root's value (``backward=True`` also runs ``backward()``). Inputs
+        that are refused (a bad shape, or a TapeError from ``verify``) leave
+        the input leaves as they were."""
+        arrays = self._inputs(values, batched=False)
+        F = self.arena.F
+        verifying = self.verify and (self.calls + 1) % self.verify == 0
+        before = F[K.DATA, self._flat_inputs] if verifying else None  # a copy (fancy indexing)
+        for ids, v in zip(self._in_ids, arrays):
+            F[K.DATA, ids] = v.reshape(-1)
+        if verifying:
+            try:
+                self.check()  # fn reads the new values, as a rebuilt graph would
+            except BaseException:
+                self.arena.F[K.DATA, self._flat_inputs] = before  # F itself may have grown
+                raise
         self.calls += 1
-        if self.verify and self.calls % self.verify == 0:
-            self.check()
         a = self.arena
-        K.tape_forward(a.F, a.I, self._fwd)
+        K.tape_forward(a.F, a.I, self._fwd, self._zero)
+        self._swept = False
         if backward:
             self.backward()
         return float(a.F[K.DATA, self._root])
 
     def backward(self):
-        """Backward over the tape, as a rebuilt graph's backward would do it:
-        the tape's own grads restart at zero; parameters accumulate (+=)."""
+        """Backward over the tape, as a rebuilt graph's backward would do it
+        after the last replay: every leaf (parameters and inputs) accumulates
+        d root / d leaf, so calling it twice adds twice (as in torch); the
+        tape's own nodes hold the latest backward's grads."""
         self._live()
         a = self.arena
-        K.tape_backward(a.F, a.I, self._bwd, self._zero, self._root)
+        K.tape_backward(a.F, a.I, self._bwd, self._root, self._swept)
+        self._swept = True
 
     def check(self):
         """Re-trace fn and raise TapeError if the graph's structure changed."""
@@ -197,8 +209,11 @@ class Tape:
             if c is not None:
                 kind[p], col[p] = K.INPUT, c
         nv, ng = K.tape_rows(P)
+        params = kind == K.PARAM
+        P[K.P_ACC] = -1
+        P[K.P_ACC, params] = np.arange(np.count_nonzero(params))
         self._compiled = (P, args)
-        self._rows = (int(nv), int(ng))
+        self._rows = (int(nv), int(ng), int(np.count_nonzero(params)))
 
     def batch(self, *values, reduction="mean"):
         """Forward and backward for B samples at once: each input gets a
@@ -217,12 +232,25 @@ class Tape:
         if self._compiled is None:
             self._compile()
         X = np.ascontiguousarray(np.hstack([v.reshape(B, -1) for v in arrays]), np.float64)
-        nv, ng = self._rows
-        if getattr(self, "_scratch", None) is None or self._scratch[0].shape != (nv, B):
-            self._scratch = (np.empty((nv, B)), np.empty((ng, B)))
-        V, G = self._scratch
         seed = 1.0 / B if reduction == "mean" else 1.0
-        return K.tape_batch(self.arena.F, *self._compiled, X, V, G, seed)
+        T = threads.chunks(B, B * self.computed)
+        V, G, A = self._scratch_for(B, T)
+        if T == 1:
+            return threads.run(K.tape_batch, self.arena.F, *self._compiled, X, V, G, seed)
+        return threads.run(K.tape_batch_parallel, self.arena.F, *self._compiled, X, V, G, A, seed, parallel=True)
+
+    def _scratch_for(self, B, T):
+        """Value and grad rows (and per-thread accumulators) for B samples on
+        T threads, kept for the next call of the same size."""
+        if self._scratch is None or self._scratch[0] != (B, T):
+            nv, ng, nparams = self._rows
+            if T == 1:
+                arrays = np.empty((nv, B)), np.empty((ng, B)), None
+            else:
+                c = -(-B // T)  # the largest chunk
+                arrays = np.empty((T, nv, c)), np.empty((T, ng, c)), np.empty((T, nparams))
+            self._scratch = ((B, T), arrays)
+        return self._scratch[1]
 
     # -- ownership -------------------------------------------------------------
     def release(self):

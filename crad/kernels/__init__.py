@@ -64,6 +64,7 @@ from .replay import (
     CONST,
     INPUT,
     N_PROG,
+    P_ACC,
     P_COL,
     P_GROW,
     P_KIND,
@@ -78,6 +79,7 @@ from .replay import (
     ROW,
     tape_backward,
     tape_batch,
+    tape_batch_parallel,
     tape_compile,
     tape_forward,
     tape_rows,
@@ -88,9 +90,9 @@ from .update import adam_step, runs, sgd_step, zero_grad_runs
 __all__ = [
     "ARG", "AUX", "CONST", "DATA", "GEN", "GRAD", "INPUT", "LHS", "LOW", "M_EPOCH", "M_FREE_HEAD", "M_FREED",
     "M_LIVE", "M_MADE", "M_NFREE", "M_PEAK", "M_TOP", "MARK", "N_FLOAT_ROWS", "N_INT_ROWS", "N_META", "N_PROG", "OP",
-    "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW",
+    "P_ACC", "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW",
     "PARAM", "REFS", "RHS", "ROW", "STACK", "adam_step", "backward", "emit", "emit_const", "emit_dot",
     "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "order_of", "release", "release_many",
-    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_compile", "tape_forward", "tape_rows",
-    "zero_grad_runs",
+    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_batch_parallel", "tape_compile",
+    "tape_forward", "tape_rows", "zero_grad_runs",
 ]

@@ -1,0 +1,132 @@
+"""Threads for batched replay: how many, when, and launching safely.
+
+``tape.batch`` splits a large enough batch into T chunks of consecutive
+samples, one per thread (``kernels.replay.tape_batch_parallel``). Each chunk
+has its own value and gradient rows and its own parameter-gradient
+accumulator; the accumulators are added to the arena in chunk order, so a
+result depends on T and never on the scheduling. Everything else (building
+graphs, backward, release, single replays, the optimizers) runs on the
+calling thread.
+
+T is ``get_num_threads()`` (default: every core numba uses, i.e.
+``NUMBA_NUM_THREADS``; ``$CRAD_NUM_THREADS`` or ``set_num_threads`` change
+it), reduced so that each thread gets enough work to pay for the launch.
+"""
+import os
+import threading
+
+import numba
+import numpy as np
+
+from ._config import njit
+
+ENV = "CRAD_NUM_THREADS"
+
+# A batch runs on one thread unless every thread gets at least this many
+# samples and this many node-samples (computed tape nodes x samples). Below
+# that the launch (a few microseconds) and the shorter vectorised loops cost
+# more than a second core gains (measured: see the README's threads section).
+MIN_SAMPLES_PER_THREAD = 4
+MIN_WORK_PER_THREAD = 50_000
+
+
+def _most():
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _checked(n, source):
+    """n as a thread count from 1 to NUMBA_NUM_THREADS, or a clear error."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{source} must be a whole number of threads, not {type(n).__name__}")
+    if not 1 <= n <= _most():
+        raise ValueError(f"{source} must be from 1 to {_most()} (the threads numba may use; raise "
+                         f"NUMBA_NUM_THREADS for more), got {n}")
+    return int(n)
+
+
+def _from_env():
+    text = os.environ.get(ENV, "").strip()
+    if not text:
+        return _most()
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"${ENV} must be a whole number of threads from 1 to {_most()}, got {text!r} "
+                         "(unset it to use every core)") from None
+    return _checked(n, f"${ENV}")
+
+
+_num_threads = _from_env()
+
+
+def set_num_threads(n):
+    """Use n threads (1 to ``NUMBA_NUM_THREADS``) for batched replay, in
+    every Python thread of this process. Results are deterministic for a
+    given n, and agree with n = 1 to rounding (the order in which per-thread
+    parameter gradients are summed)."""
+    global _num_threads
+    _num_threads = _checked(n, "set_num_threads(n): n")
+
+
+def get_num_threads():
+    """The threads batched replay may use (default: every core numba sees)."""
+    return _num_threads
+
+
+def chunks(samples, work):
+    """How many threads a batch of ``samples`` samples should use, given
+    ``work`` node-samples in total (1: run the serial kernel)."""
+    if _serial_only:
+        return 1
+    t = min(_num_threads, samples // MIN_SAMPLES_PER_THREAD, work // MIN_WORK_PER_THREAD)
+    return max(t, 1)
+
+
+# One parallel kernel at a time in this process. numba's workqueue layer
+# aborts the process when two Python threads launch at once (a parallel
+# launch releases the GIL), and while a launch runs another thread's replay
+# could add into the same parameter grads. Serial replays take the lock too.
+_lock = threading.Lock()
+_launched = False  # a parallel kernel has run in this process
+_serial_only = False  # in a fork child of a process that used GNU OpenMP
+
+
+def run(kernel, *args, parallel=False):
+    """kernel(*args) under the launch lock; returns its result."""
+    global _launched
+    with _lock:
+        out = kernel(*args)
+        _launched = _launched or parallel
+    return out
+
+
+def _after_fork_in_child():
+    # GNU OpenMP terminates a forked child that launches a parallel region
+    # after its parent did; such a child replays on one thread instead.
+    global _lock, _serial_only
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    if _launched and threading_layer() == "omp":
+        _serial_only = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threading_layer():
+    """The numba threading layer that runs crad's parallel kernels ('tbb',
+    'omp' or 'workqueue'); loads it if no parallel kernel has run yet."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # not loaded yet
+        _probe(1)
+        return numba.threading_layer()
+
+
+@njit(parallel=True)
+def _probe(n):
+    """A minimal parallel kernel: loads the threading layer."""
+    s = 0
+    for i in numba.prange(n):
+        s += i
+    return s
