@@ -99,6 +99,7 @@ class Tape:
         self._root = self.root._slot()[1]
         self._compiled = self._scratch = None
         self._swept = False  # a backward ran since the last forward
+        self._pace = threads.Pace()
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
         self.computed = int(self._bwd.size)  # the ops: what a replay recomputes
 
@@ -237,7 +238,8 @@ class Tape:
         V, G, A = self._scratch_for(B, T)
         if T == 1:
             return threads.run(K.tape_batch, self.arena.F, *self._compiled, X, V, G, seed)
-        return threads.run(K.tape_batch_parallel, self.arena.F, *self._compiled, X, V, G, A, seed, parallel=True)
+        return threads.run_parallel(K.tape_batch_parallel, (self.arena.F, *self._compiled, X, V, G, A, seed),
+                                    self._pace, B * self.computed)
 
     def _scratch_for(self, B, T):
         """Value and grad rows (and per-thread accumulators) for B samples on

@@ -14,6 +14,7 @@ it), reduced so that each thread gets enough work to pay for the launch.
 """
 import os
 import threading
+import time
 
 import numba
 import numpy as np
@@ -22,12 +23,15 @@ from ._config import njit
 
 ENV = "CRAD_NUM_THREADS"
 
-# A batch runs on one thread unless every thread gets at least this many
-# samples and this many node-samples (computed tape nodes x samples). Below
-# that the launch (a few microseconds) and the shorter vectorised loops cost
-# more than a second core gains (measured: see the README's threads section).
-MIN_SAMPLES_PER_THREAD = 4
-MIN_WORK_PER_THREAD = 50_000
+# A batch runs the serial kernel unless every thread gets at least this many
+# samples and node-samples (computed tape nodes x samples). Measured on MNIST's
+# tape: a position costs about 5 ns to decode per chunk plus 1 ns per sample,
+# so chunks under 8 samples lose more to decoding than a core gains; and a
+# launch costs about 3 us on idle cores (a time slice, ~16 ms, when another
+# process holds one), so a thread needs ~0.2 ms of work (W2's batch of 32 has
+# 20,600 node-samples in all: serial; MNIST's 2.5 M: parallel).
+MIN_SAMPLES_PER_THREAD = 8
+MIN_WORK_PER_THREAD = 200_000
 
 
 def _most():
@@ -91,12 +95,62 @@ _launched = False  # a parallel kernel has run in this process
 _serial_only = False  # in a fork child of a process that used GNU OpenMP
 
 
-def run(kernel, *args, parallel=False):
-    """kernel(*args) under the launch lock; returns its result."""
-    global _launched
+def run(kernel, *args):
+    """A serial kernel(*args) under the launch lock; returns its result."""
     with _lock:
-        out = kernel(*args)
-        _launched = _launched or parallel
+        return kernel(*args)
+
+
+class Pace:
+    """Whether a parallel kernel's T chunks run on T threads ("wide") or one
+    after another on the calling thread ("narrow"), chosen call by call.
+
+    The chunking, and so the result, depends on T only. But every chunk
+    waits for the slowest thread, so when the cores are busy with other work
+    T threads can be several times slower than one. Pace keeps a moving
+    average of each way's seconds per node-sample, runs the faster, and tries
+    the other every PROBE-th call (after one untimed warm-up call each, which
+    may compile)."""
+
+    PROBE = 32
+
+    def __init__(self):
+        self.cost = {}  # wide -> seconds per node-sample (None: warmed up, not timed)
+        self.calls = 0
+
+    def wide(self):
+        self.calls += 1
+        for way in (True, False):
+            if self.cost.get(way) is None:
+                return way
+        faster = self.cost[True] <= self.cost[False]
+        return faster != (self.calls % self.PROBE == 0)
+
+    def record(self, wide, seconds):
+        if wide not in self.cost:
+            self.cost[wide] = None  # the warm-up call
+        elif self.cost[wide] is None:
+            self.cost[wide] = seconds
+        else:
+            self.cost[wide] = 0.75 * self.cost[wide] + 0.25 * seconds
+
+
+def run_parallel(kernel, args, pace, work):
+    """A parallel kernel(*args) under the launch lock, wide or narrow as pace
+    says (``work``: node-samples, to compare calls of different sizes)."""
+    global _launched
+    wide = pace.wide()
+    with _lock:
+        before = numba.get_num_threads()  # per Python thread; loads the layer
+        if not wide:
+            numba.set_num_threads(1)
+        t = time.perf_counter()
+        try:
+            out = kernel(*args)
+        finally:
+            numba.set_num_threads(before)
+        _launched = True
+    pace.record(wide, (time.perf_counter() - t) / work)
     return out
 
 

@@ -258,3 +258,33 @@ def test_info_shows_threads(capsys):
     text = capsys.readouterr().out
     assert f"threads: {threads.get_num_threads()}" in text
     assert any(f"layer {name}" in text for name in ("omp", "tbb", "workqueue"))
+
+
+def test_pace_runs_the_faster_way_and_probes_the_other():
+    pace = threads.Pace()
+    ways = []
+    for _ in range(4):  # each way: a warm-up call (may compile), then a timed one
+        ways.append(pace.wide())
+        pace.record(ways[-1], 1.0 if ways[-1] else 3.0)
+    assert ways == [True, True, False, False] and pace.cost == {True: 1.0, False: 3.0}
+    ways = [pace.wide() for _ in range(2 * pace.PROBE)]
+    assert ways.count(False) == 2 and ways.count(True) == 2 * pace.PROBE - 2
+    for _ in range(10):
+        pace.record(False, 0.1)  # narrow became faster (the cores got busy)
+    assert pace.cost[False] < pace.cost[True] and not pace.wide()
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_wide_and_narrow_give_the_same_bits(arena, parallel, monkeypatch, wide):
+    """The chunks, and so the result, depend on the thread count only, not on
+    whether they run on that many threads or one after another."""
+    rng = np.random.default_rng(5)
+    model, tape = mlp_tape()
+    X, Y = rng.normal(size=(40, 1, 5)), np.eye(3)[rng.integers(0, 3, 40)][:, None, :]
+    threads.set_num_threads(MOST)
+    ref = batch_grads(model, tape, X, Y)
+    monkeypatch.setattr(tape._pace, "wide", lambda: wide)
+    for _ in range(3):
+        got = batch_grads(model, tape, X, Y)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
