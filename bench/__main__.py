@@ -85,7 +85,7 @@ def main(argv=None):
     if "W2" in only:
         from . import nn
         section("W2: toy regression step, MLP 2-16-16-1, batch 32", nn.w2(args.quick),
-                ["engine", "nodes", "step_ms", "steps_per_s", "first_step_s"], key="steps_per_s")
+                ["engine", "nodes", "step_ms", "steps_per_s", "first_step_s", "speedup"], key="steps_per_s")
     if "W3" in only or "W4" in only:
         from . import mnist
         if "W3" in only:
@@ -96,7 +96,8 @@ def main(argv=None):
             note = " (quick: the rebuilt epoch is 6,400 images, extrapolated)" if args.quick else ""
             section("W4: MNIST epoch, MLP 784-50-10, batch 32" + note, mnist.w4(args.quick),
                     ["engine", "images", "s_per_epoch", "capture_s", "samples_per_s", "nodes_per_s",
-                     "nodes_per_image", "test_accuracy"], key="s_per_epoch", higher_is_better=False)
+                     "nodes_per_image", "test_accuracy", "wide_calls", "speedup"], key="s_per_epoch",
+                    higher_is_better=False)
     print(f"\n(bench ran {time.perf_counter() - t0:.0f} s)")
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1, default=str)

@@ -116,3 +116,30 @@ def duration(s):
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
     return f"{s * 1e6:.1f} us"
+
+
+def thread_pairs(run, repeats, time_key, counts=(1, 2)):
+    """run(n) (a row dict) at each thread count n, alternated (1, 2, 1, 2,
+    ...) so that both see the same machine load. Returns the median row per
+    count by ``time_key`` (a time: lower is better), its engine labelled with
+    n, and for the later counts the median of the per-pair speedups over the
+    first count (each pair's ratios listed)."""
+    import crad
+    before = crad.get_num_threads()
+    runs = {n: [] for n in counts}
+    try:
+        for _ in range(repeats):
+            for n in counts:
+                crad.set_num_threads(n)
+                runs[n].append(run(n))
+    finally:
+        crad.set_num_threads(before)
+    rows = []
+    for n in counts:
+        row = dict(sorted(runs[n], key=lambda r: r[time_key])[len(runs[n]) // 2])
+        row["engine"] = f"{row['engine']} {n} thread{'s' if n > 1 else ''}"
+        if n != counts[0]:
+            ratios = [a[time_key] / b[time_key] for a, b in zip(runs[counts[0]], runs[n])]
+            row["speedup"] = f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+        rows.append(row)
+    return rows

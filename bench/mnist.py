@@ -7,7 +7,7 @@ import numpy as np
 import crad
 from crad import MLP, losses, optim
 
-from .common import installed
+from .common import installed, thread_pairs
 
 
 def data():
@@ -129,7 +129,8 @@ def w3(quick):
 
 
 def _epoch(X, y, Xt, yt, n, replay):
-    """One epoch of 784-50-10 over the first n images (shuffled), batch 32."""
+    """One epoch of 784-50-10 over the first n images (shuffled), batch 32,
+    on crad.get_num_threads() threads (batched replay)."""
     batch = 32
     onehot = np.eye(10)[y]
     with crad.Arena() as a:
@@ -159,7 +160,8 @@ def _epoch(X, y, Xt, yt, n, replay):
             opt.step()
         dt = time.perf_counter() - t
         acc = float((model.predict(Xt).argmax(1) == yt).mean())
-    return dict(workload="W4", engine="crad replay" if replay else "crad batched", images=n,
+        wide = f"{tape._pace.runs[True]}/{tape._pace.calls}" if replay and tape._pace.calls else None
+    return dict(workload="W4", engine="crad replay" if replay else "crad batched", images=n, wide_calls=wide,
                 s_per_epoch=dt * len(X) / n, measured_s=dt, capture_s=capture_s if replay else None,
                 samples_per_s=n / dt, nodes_per_s=nodes / dt, nodes_per_image=nodes / n, test_accuracy=acc)
 
@@ -190,8 +192,8 @@ def w4(quick):
     images rebuilt, extrapolated; the replayed epoch is always full), with
     micrograd's epoch extrapolated from a few images and PyTorch tensor mode."""
     X, y, Xt, yt = data()
-    rows = [_epoch(X, y, Xt, yt, 6400 if quick else len(X), replay=False),
-            _epoch(X, y, Xt, yt, len(X), replay=True)]
+    rows = [_epoch(X, y, Xt, yt, 6400 if quick else len(X), replay=False)]
+    rows += thread_pairs(lambda n: _epoch(X, y, Xt, yt, len(X), replay=True), 1 if quick else 3, "s_per_epoch")
     if installed("micrograd"):
         k = 2 if quick else 5
         t = micrograd_sample(X, y, 50, k)

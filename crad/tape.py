@@ -97,7 +97,8 @@ class Tape:
         # a rebuilt graph's fresh leaves: the inputs and fn's constants
         self._zero = self.order[np.isin(self.order, self._flat_inputs) | self._new_leaf].copy()
         self._root = self.root._slot()[1]
-        self._compiled = self._scratch = None
+        self._compiled = None
+        self._scratch = {}  # (B, T, wide) -> scratch arrays of batch()
         self._swept = False  # a backward ran since the last forward
         self._pace = threads.Pace()
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
@@ -234,31 +235,32 @@ class Tape:
             self._compile()
         X = np.ascontiguousarray(np.hstack([v.reshape(B, -1) for v in arrays]), np.float64)
         seed = 1.0 / B if reduction == "mean" else 1.0
-        T = threads.chunks(B, B * self.computed)
-        V, G, A = self._scratch_for(B, T)
+        work = B * self.computed
+        T = threads.chunks(B, work)
+        F = self.arena.F
         if T == 1:
-            return threads.run(K.tape_batch, self.arena.F, *self._compiled, X, V, G, seed)
-        return threads.run_parallel(K.tape_batch_parallel, (self.arena.F, *self._compiled, X, V, G, A, seed),
-                                    self._pace, B * self.computed)
+            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False)[:2], seed)
+        return self._pace.run(K.tape_batch_parallel, K.tape_batch_chunked,
+                              lambda wide: (F, *self._compiled, X, *self._scratch_for(B, T, wide), seed), work)
 
-    def _scratch_for(self, B, T):
-        """Value and grad rows (and per-thread accumulators) for B samples on
-        T threads, kept for the next call of the same size."""
-        if self._scratch is None or self._scratch[0] != (B, T):
+    def _scratch_for(self, B, T, wide):
+        """Value and grad rows, and T chunks' parameter accumulators, for B
+        samples in one pass or (wide) in T, kept for the next such call."""
+        key = (B, T, wide)
+        if key not in self._scratch:
             nv, ng, nparams = self._rows
-            if T == 1:
-                arrays = np.empty((nv, B)), np.empty((ng, B)), None
-            else:
-                c = -(-B // T)  # the largest chunk
-                arrays = np.empty((T, nv, c)), np.empty((T, ng, c)), np.empty((T, nparams))
-            self._scratch = ((B, T), arrays)
-        return self._scratch[1]
+            c = -(-B // T) if wide else B  # the samples a pass holds
+            lead = (T,) if wide else ()
+            if len(self._scratch) > 4:  # batch sizes change rarely (the last batch of an epoch)
+                self._scratch.clear()
+            self._scratch[key] = np.empty(lead + (nv, c)), np.empty(lead + (ng, c)), np.empty((T, nparams))
+        return self._scratch[key]
 
     # -- ownership -------------------------------------------------------------
     def release(self):
         """Drop the tape's references (its graph is freed if nothing else holds it)."""
         self.outputs = self.root = self.inputs = None
-        self._scratch = None
+        self._scratch = {}
 
     def __repr__(self):
         return (f"Tape({self.computed} computed nodes, {self.nodes - self.computed} leaves, "

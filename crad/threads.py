@@ -95,38 +95,43 @@ _launched = False  # a parallel kernel has run in this process
 _serial_only = False  # in a fork child of a process that used GNU OpenMP
 
 
-def run(kernel, *args):
-    """A serial kernel(*args) under the launch lock; returns its result."""
+def run(kernel, *args, parallel=False):
+    """kernel(*args) under the launch lock; returns its result."""
+    global _launched
     with _lock:
-        return kernel(*args)
+        out = kernel(*args)
+        _launched = _launched or parallel
+    return out
 
 
 class Pace:
-    """Whether a parallel kernel's T chunks run on T threads ("wide") or one
-    after another on the calling thread ("narrow"), chosen call by call.
+    """Whether a batch's T chunks run on T threads ("wide",
+    ``tape_batch_parallel``) or in one pass on the calling thread ("narrow",
+    ``tape_batch_chunked``, the same bits), chosen call by call.
 
-    The chunking, and so the result, depends on T only. But every chunk
-    waits for the slowest thread, so when the cores are busy with other work
-    T threads can be several times slower than one. Pace keeps a moving
-    average of each way's seconds per node-sample, runs the faster, and tries
-    the other every PROBE-th call (after one untimed warm-up call each, which
-    may compile)."""
+    Every parallel launch waits for its slowest thread, so when the cores are
+    busy with other work T threads can be several times slower than one.
+    Pace keeps a moving average of each way's seconds per node-sample, runs
+    the faster, and tries the other every PROBE-th call (after one untimed
+    warm-up call each, which may compile)."""
 
     PROBE = 32
 
     def __init__(self):
         self.cost = {}  # wide -> seconds per node-sample (None: warmed up, not timed)
         self.calls = 0
+        self.runs = {True: 0, False: 0}  # calls run each way
 
     def wide(self):
         self.calls += 1
         for way in (True, False):
-            if self.cost.get(way) is None:
+            if self.cost.get(way, None) is None:
                 return way
         faster = self.cost[True] <= self.cost[False]
         return faster != (self.calls % self.PROBE == 0)
 
     def record(self, wide, seconds):
+        self.runs[wide] += 1
         if wide not in self.cost:
             self.cost[wide] = None  # the warm-up call
         elif self.cost[wide] is None:
@@ -134,24 +139,13 @@ class Pace:
         else:
             self.cost[wide] = 0.75 * self.cost[wide] + 0.25 * seconds
 
-
-def run_parallel(kernel, args, pace, work):
-    """A parallel kernel(*args) under the launch lock, wide or narrow as pace
-    says (``work``: node-samples, to compare calls of different sizes)."""
-    global _launched
-    wide = pace.wide()
-    with _lock:
-        before = numba.get_num_threads()  # per Python thread; loads the layer
-        if not wide:
-            numba.set_num_threads(1)
+    def run(self, wide_kernel, narrow_kernel, args, work):
+        """The kernel this call picks, on args, timed per unit of work."""
+        wide = self.wide()
         t = time.perf_counter()
-        try:
-            out = kernel(*args)
-        finally:
-            numba.set_num_threads(before)
-        _launched = True
-    pace.record(wide, (time.perf_counter() - t) / work)
-    return out
+        out = run(wide_kernel if wide else narrow_kernel, *args(wide), parallel=wide)
+        self.record(wide, (time.perf_counter() - t) / work)
+        return out
 
 
 def _after_fork_in_child():

@@ -84,10 +84,10 @@ def test_parallel_equals_one_thread_on_mlps(arena, parallel, B):
     X, Y = rng.normal(size=(B, 1, 5)), np.eye(3)[rng.integers(0, 3, B)][:, None, :]
     threads.set_num_threads(1)
     out1, g1 = batch_grads(model, tape, X, Y)
-    assert tape._scratch[0] == (B, 1)
+    assert list(tape._scratch) == [(B, 1, False)]
     threads.set_num_threads(MOST)
     outn, gn = batch_grads(model, tape, X, Y)
-    assert tape._scratch[0] == (B, min(MOST, B)) and MOST > 1
+    assert MOST > 1 and {k[:2] for k in tape._scratch} == {(B, 1), (B, min(MOST, B))}
     np.testing.assert_array_equal(outn, out1)  # each sample's forward is the same arithmetic
     np.testing.assert_allclose(gn, g1, rtol=1e-12, atol=1e-15)
     again = batch_grads(model, tape, X, Y)[1]
@@ -112,13 +112,18 @@ def test_more_chunks_than_threads(arena):
     for T in (2, 3, 4, 11):
         c = -(-11 // T)
         runs = []
-        for _ in range(2):
+        for wide in (True, True, False):  # twice on T threads, then in one pass (tape_batch_chunked)
             model.zero_grad()
-            out = K.tape_batch_parallel(arena.F, P, args, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)),
-                                        np.full((T, nparams), np.nan), 1.0)
+            A = np.full((T, nparams), np.nan)
+            if wide:
+                out = K.tape_batch_parallel(arena.F, P, args, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)),
+                                            A, 1.0)
+            else:
+                out = K.tape_batch_chunked(arena.F, P, args, Xall, np.empty((nv, 11)), np.empty((ng, 11)), A, 1.0)
             np.testing.assert_array_equal(out, ref)
             runs.append(model.parameters().grad)
         np.testing.assert_array_equal(runs[0], runs[1])
+        np.testing.assert_array_equal(runs[0], runs[2])
         np.testing.assert_allclose(runs[0], g1, rtol=1e-12, atol=1e-15)
 
 

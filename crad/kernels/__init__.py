@@ -79,6 +79,7 @@ from .replay import (
     ROW,
     tape_backward,
     tape_batch,
+    tape_batch_chunked,
     tape_batch_parallel,
     tape_compile,
     tape_forward,
@@ -93,6 +94,6 @@ __all__ = [
     "P_ACC", "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW",
     "PARAM", "REFS", "RHS", "ROW", "STACK", "adam_step", "backward", "emit", "emit_const", "emit_dot",
     "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "order_of", "release", "release_many",
-    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_batch_parallel", "tape_compile",
-    "tape_forward", "tape_rows", "zero_grad_runs",
+    "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch", "tape_batch_chunked", "tape_batch_parallel",
+    "tape_compile", "tape_forward", "tape_rows", "zero_grad_runs",
 ]

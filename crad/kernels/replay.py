@@ -163,9 +163,12 @@ def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
     (>= rows of V, >= bn); G: float64 (>= rows of G, >= bn): column b holds
     sample b0 + b, laid out (row, sample) so each node is decoded once per bn
     samples and the inner loops over samples vectorise. seed: d(objective) /
-    d(root) for each sample. A parameter at position p accumulates its
-    gradient, summed over the bn samples, into acc[acc_at[p]] (float64, int32
-    (n,)). out: float64 (B,), receives the root's value of each sample.
+    d(root) for each sample. acc: float64 (T, k), acc_at: int32 (n,): the
+    samples form T chunks (chunk t: samples t*bn//T .. (t+1)*bn//T - 1), and
+    a parameter at position p accumulates its gradient summed over chunk t
+    into acc[t, acc_at[p]]. Each sample's arithmetic, and each chunk's sum,
+    is the same whichever call holds the chunk. out: float64 (B,), receives
+    the root's value of each sample.
 
     A shared operand (PARAM or CONST) is a scalar read from the arena; the
     others are rows of V.
@@ -203,8 +206,13 @@ def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
     for b in range(bn):
         out[b0 + b] = V[vrow[root], b] if vrow[root] >= 0 else F[DATA, slot[root]]
         G[0, b] = seed
+    T = acc.shape[0]
+    cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
+    for t in range(T + 1):
+        cut[t] = t * bn // T
     if kind[root] == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
-        acc[acc_at[root]] += seed * bn
+        for t in range(T):
+            acc[t, acc_at[root]] += seed * (cut[t + 1] - cut[t])
     for p in range(n - 1, -1, -1):
         o = op[p]
         if o == LEAF:
@@ -213,10 +221,10 @@ def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
         lk, rk = kind[l], kind[r] if r >= 0 else -1
         gl = grow[l] if lk == ROW else 0
         gr = grow[r] if rk == ROW else 0
-        if lfirst[p]:
-            G[gl, :bn] = 0.0
+        if lfirst[p]:  # a whole row: columns past bn are unused
+            G[gl, :] = 0.0
         if rfirst[p]:
-            G[gr, :bn] = 0.0
+            G[gr, :] = 0.0
         lshared = lk == PARAM or lk == CONST
         rshared = rk == PARAM or rk == CONST
         wl = F[DATA, slot[l]] if lshared else 0.0
@@ -224,38 +232,46 @@ def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
         vl = vrow[l] if vrow[l] >= 0 else 0
         vr = vrow[r] if r >= 0 and vrow[r] >= 0 else 0
         vp = vrow[p] if vrow[p] >= 0 else 0
-        sl = 0.0  # a shared operand's gradient, summed over the samples
-        sr = 0.0
         # Hot cases first, each without a per-sample branch (they vectorise).
+        # A shared operand's gradient is summed over each chunk t of samples.
         if o == MUL and lk == PARAM and rk == INPUT:
-            for b in range(bn):
-                sl += rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])[0]
+            for t in range(T):
+                sl = 0.0
+                for b in range(cut[t], cut[t + 1]):
+                    sl += rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])[0]
+                acc[t, acc_at[l]] += sl
         elif o == MUL and lk == PARAM and rk == ROW:
-            for b in range(bn):
-                gx, gy = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])
-                sl += gx
-                G[gr, b] += gy
+            for t in range(T):
+                sl = 0.0
+                for b in range(cut[t], cut[t + 1]):
+                    gx, gy = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])
+                    sl += gx
+                    G[gr, b] += gy
+                acc[t, acc_at[l]] += sl
         elif o == ADD and lk == ROW and rk == ROW:
             for b in range(bn):
                 G[gl, b] += G[gp, b]
                 G[gr, b] += G[gp, b]
         else:
-            for b in range(bn):
-                x = wl if lshared else V[vl, b]
-                y = wr if rshared else V[vr, b]
-                gx, gy = rule(o, x, y, c, V[vp, b], G[gp, b])
-                if lk == ROW:
-                    G[gl, b] += gx
-                else:
-                    sl += gx
-                if rk == ROW:
-                    G[gr, b] += gy
-                else:
-                    sr += gy
-        if lk == PARAM:
-            acc[acc_at[l]] += sl
-        if rk == PARAM:
-            acc[acc_at[r]] += sr
+            for t in range(T):
+                sl = 0.0
+                sr = 0.0
+                for b in range(cut[t], cut[t + 1]):
+                    x = wl if lshared else V[vl, b]
+                    y = wr if rshared else V[vr, b]
+                    gx, gy = rule(o, x, y, c, V[vp, b], G[gp, b])
+                    if lk == ROW:
+                        G[gl, b] += gx
+                    else:
+                        sl += gx
+                    if rk == ROW:
+                        G[gr, b] += gy
+                    else:
+                        sr += gy
+                if lk == PARAM:
+                    acc[t, acc_at[l]] += sl
+                if rk == PARAM:
+                    acc[t, acc_at[r]] += sr
 
 
 @njit
@@ -264,7 +280,33 @@ def tape_batch(F, P, args, X, V, G, seed):
     G (rows of G, B), float64; parameters accumulate straight into the
     arena's grads. Returns the root's value per sample (float64 (B,))."""
     out = np.empty(X.shape[0])
-    _replay(F, P, args, X, 0, X.shape[0], V, G, seed, F[GRAD], P[P_SLOT], out)
+    _replay(F, P, args, X, 0, X.shape[0], V, G, seed, F[GRAD:GRAD + 1], P[P_SLOT], out)
+    return out
+
+
+@njit
+def _reduce(F, P, A):
+    """Add each chunk's parameter gradients (A: float64 (T, parameters on the
+    tape), indexed by P's ACC row) to the arena, in chunk order."""
+    kind, slot, acc_at = P[P_KIND], P[P_SLOT], P[P_ACC]
+    for p in range(P.shape[1]):
+        if kind[p] == PARAM:
+            s = 0.0
+            for t in range(A.shape[0]):
+                s += A[t, acc_at[p]]
+            F[GRAD, slot[p]] += s
+
+
+@njit
+def tape_batch_chunked(F, P, args, X, V, G, A, seed):
+    """tape_batch_parallel's result, bit for bit, on the calling thread: one
+    pass over the program for all B samples (V (rows of V, B), G (rows of G,
+    B)) with T = A.shape[0] chunk sums per parameter. For when the cores are
+    busy (``threads.Pace``)."""
+    out = np.empty(X.shape[0])
+    A[:, :] = 0.0
+    _replay(F, P, args, X, 0, X.shape[0], V, G, seed, A, P[P_ACC], out)
+    _reduce(F, P, A)
     return out
 
 
@@ -281,18 +323,11 @@ def tape_batch_parallel(F, P, args, X, V, G, A, seed):
     order, so the result depends on T, never on the scheduling.
     Returns the root's value per sample (float64 (B,)).
     """
-    T, B, n = V.shape[0], X.shape[0], P.shape[1]
+    T, B = V.shape[0], X.shape[0]
     out = np.empty(B)
-    acc_at = P[P_ACC]
     for t in prange(T):
         b0 = t * B // T
         A[t, :] = 0.0
-        _replay(F, P, args, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t], acc_at, out)
-    kind, slot = P[P_KIND], P[P_SLOT]
-    for p in range(n):
-        if kind[p] == PARAM:
-            s = 0.0
-            for t in range(T):
-                s += A[t, acc_at[p]]
-            F[GRAD, slot[p]] += s
+        _replay(F, P, args, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], P[P_ACC], out)
+    _reduce(F, P, A)
     return out
