@@ -124,7 +124,7 @@ class Pace:
 
     def wide(self):
         self.calls += 1
-        for way in (True, False):
+        for way in (False, True):  # narrow first: the parallel kernel compiles only when a batch needs it
             if self.cost.get(way, None) is None:
                 return way
         faster = self.cost[True] <= self.cost[False]

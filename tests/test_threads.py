@@ -271,7 +271,7 @@ def test_pace_runs_the_faster_way_and_probes_the_other():
     for _ in range(4):  # each way: a warm-up call (may compile), then a timed one
         ways.append(pace.wide())
         pace.record(ways[-1], 1.0 if ways[-1] else 3.0)
-    assert ways == [True, True, False, False] and pace.cost == {True: 1.0, False: 3.0}
+    assert ways == [False, False, True, True] and pace.cost == {True: 1.0, False: 3.0}
     ways = [pace.wide() for _ in range(2 * pace.PROBE)]
     assert ways.count(False) == 2 and ways.count(True) == 2 * pace.PROBE - 2
     for _ in range(10):

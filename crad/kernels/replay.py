@@ -327,7 +327,8 @@ def tape_batch_parallel(F, P, args, X, V, G, A, seed):
     out = np.empty(B)
     for t in prange(T):
         b0 = t * B // T
-        A[t, :] = 0.0
+        for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
+            A[t, k] = 0.0
         _replay(F, P, args, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], P[P_ACC], out)
     _reduce(F, P, A)
     return out
