@@ -224,7 +224,9 @@ class Tape:
         gradient. Returns the root's value per sample, shape (B,).
 
         The arena's node values are left as they were (each sample has its
-        own values, laid out (node, sample) in scratch arrays)."""
+        own values, laid out (node, sample) in scratch arrays). A large batch
+        is split over ``crad.get_num_threads()`` threads (``crad.threads``):
+        the result is deterministic for a given thread count."""
         arrays = self._inputs(values, batched=True)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")

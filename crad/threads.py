@@ -80,8 +80,6 @@ def get_num_threads():
 def chunks(samples, work):
     """How many threads a batch of ``samples`` samples should use, given
     ``work`` node-samples in total (1: run the serial kernel)."""
-    if _serial_only:
-        return 1
     t = min(_num_threads, samples // MIN_SAMPLES_PER_THREAD, work // MIN_WORK_PER_THREAD)
     return max(t, 1)
 
@@ -92,7 +90,7 @@ def chunks(samples, work):
 # could add into the same parameter grads. Serial replays take the lock too.
 _lock = threading.Lock()
 _launched = False  # a parallel kernel has run in this process
-_serial_only = False  # in a fork child of a process that used GNU OpenMP
+_narrow_only = False  # in a fork child of a process that used GNU OpenMP
 
 
 def run(kernel, *args, parallel=False):
@@ -124,7 +122,7 @@ class Pace:
 
     def wide(self):
         self.calls += 1
-        for way in (False, True):  # narrow first: the parallel kernel compiles only when a batch needs it
+        for way in (False, True):  # narrow first: a first batch costs the one-pass compile, as without threads
             if self.cost.get(way, None) is None:
                 return way
         faster = self.cost[True] <= self.cost[False]
@@ -141,7 +139,7 @@ class Pace:
 
     def run(self, wide_kernel, narrow_kernel, args, work):
         """The kernel this call picks, on args, timed per unit of work."""
-        wide = self.wide()
+        wide = self.wide() and not _narrow_only
         t = time.perf_counter()
         out = run(wide_kernel if wide else narrow_kernel, *args(wide), parallel=wide)
         self.record(wide, (time.perf_counter() - t) / work)
@@ -150,11 +148,12 @@ class Pace:
 
 def _after_fork_in_child():
     # GNU OpenMP terminates a forked child that launches a parallel region
-    # after its parent did; such a child replays on one thread instead.
-    global _lock, _serial_only
+    # after its parent did; such a child runs the chunks in one pass (the
+    # same bits, on one thread).
+    global _lock, _narrow_only
     _lock = threading.Lock()  # another thread may have held it at the fork
     if _launched and threading_layer() == "omp":
-        _serial_only = True
+        _narrow_only = True
 
 
 if hasattr(os, "register_at_fork"):
