@@ -206,6 +206,7 @@ def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
     for b in range(bn):
         out[b0 + b] = V[vrow[root], b] if vrow[root] >= 0 else F[DATA, slot[root]]
         G[0, b] = seed
+    SL, SR = np.empty(bn), np.empty(bn)  # a shared operand's gradient per sample
     T = acc.shape[0]
     cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
     for t in range(T + 1):
@@ -233,45 +234,40 @@ def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
         vr = vrow[r] if r >= 0 and vrow[r] >= 0 else 0
         vp = vrow[p] if vrow[p] >= 0 else 0
         # Hot cases first, each without a per-sample branch (they vectorise).
-        # A shared operand's gradient is summed over each chunk t of samples.
+        # A shared operand's gradient per sample goes to SL / SR, summed per
+        # chunk below (in sample order, so every split gives the same sums).
         if o == MUL and lk == PARAM and rk == INPUT:
-            for t in range(T):
-                sl = 0.0
-                for b in range(cut[t], cut[t + 1]):
-                    sl += rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])[0]
-                acc[t, acc_at[l]] += sl
+            for b in range(bn):
+                SL[b] = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])[0]
         elif o == MUL and lk == PARAM and rk == ROW:
-            for t in range(T):
-                sl = 0.0
-                for b in range(cut[t], cut[t + 1]):
-                    gx, gy = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])
-                    sl += gx
-                    G[gr, b] += gy
-                acc[t, acc_at[l]] += sl
+            for b in range(bn):
+                gx, gy = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])
+                SL[b] = gx
+                G[gr, b] += gy
         elif o == ADD and lk == ROW and rk == ROW:
             for b in range(bn):
                 G[gl, b] += G[gp, b]
                 G[gr, b] += G[gp, b]
         else:
-            for t in range(T):
-                sl = 0.0
-                sr = 0.0
-                for b in range(cut[t], cut[t + 1]):
-                    x = wl if lshared else V[vl, b]
-                    y = wr if rshared else V[vr, b]
-                    gx, gy = rule(o, x, y, c, V[vp, b], G[gp, b])
-                    if lk == ROW:
-                        G[gl, b] += gx
-                    else:
-                        sl += gx
-                    if rk == ROW:
-                        G[gr, b] += gy
-                    else:
-                        sr += gy
-                if lk == PARAM:
-                    acc[t, acc_at[l]] += sl
-                if rk == PARAM:
-                    acc[t, acc_at[r]] += sr
+            for b in range(bn):
+                x = wl if lshared else V[vl, b]
+                y = wr if rshared else V[vr, b]
+                gx, gy = rule(o, x, y, c, V[vp, b], G[gp, b])
+                if lk == ROW:
+                    G[gl, b] += gx
+                else:
+                    SL[b] = gx
+                if rk == ROW:
+                    G[gr, b] += gy
+                else:
+                    SR[b] = gy
+        for j, S in ((l, SL), (r, SR)):
+            if j >= 0 and kind[j] == PARAM:
+                for t in range(T):
+                    s = 0.0
+                    for b in range(cut[t], cut[t + 1]):
+                        s += S[b]
+                    acc[t, acc_at[j]] += s
 
 
 @njit
