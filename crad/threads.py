@@ -109,33 +109,44 @@ class Pace:
 
     Every parallel launch waits for its slowest thread, so when the cores are
     busy with other work T threads can be several times slower than one.
-    Pace keeps a moving average of each way's seconds per node-sample, runs
-    the faster, and tries the other every PROBE-th call (after one untimed
-    warm-up call each, which may compile)."""
+    Pace keeps a moving average of each way's seconds per node-sample (after
+    one untimed warm-up call each, which may compile), runs the faster, and
+    tries the other after PROBE calls; the gap doubles (up to MAX_GAP) while
+    the probes confirm the choice, and starts again at PROBE when it flips."""
 
-    PROBE = 32
+    PROBE, MAX_GAP = 16, 1024
 
     def __init__(self):
         self.cost = {}  # wide -> seconds per node-sample (None: warmed up, not timed)
         self.calls = 0
         self.runs = {True: 0, False: 0}  # calls run each way
+        self.gap, self.probe_at = self.PROBE, self.PROBE
+
+    def _faster(self):
+        return self.cost[True] <= self.cost[False]
 
     def wide(self):
         self.calls += 1
         for way in (False, True):  # narrow first: a first batch costs the one-pass compile, as without threads
-            if self.cost.get(way, None) is None:
+            if self.cost.get(way) is None:
                 return way
-        faster = self.cost[True] <= self.cost[False]
-        return faster != (self.calls % self.PROBE == 0)
+        return self._faster() != (self.calls >= self.probe_at)
 
     def record(self, wide, seconds):
         self.runs[wide] += 1
         if wide not in self.cost:
             self.cost[wide] = None  # the warm-up call
-        elif self.cost[wide] is None:
-            self.cost[wide] = seconds
-        else:
-            self.cost[wide] = 0.75 * self.cost[wide] + 0.25 * seconds
+            return
+        old = self.cost[wide]
+        self.cost[wide] = seconds if old is None else 0.75 * old + 0.25 * seconds
+        if old is None or self.cost.get(not wide) is None:
+            return
+        was = (old <= self.cost[False]) if wide else (self.cost[True] <= old)  # the faster way before
+        if self._faster() != was:  # the choice flipped: watch closely again
+            self.gap, self.probe_at = self.PROBE, self.calls + self.PROBE
+        elif self.calls >= self.probe_at:  # a probe of the slower way confirmed the choice
+            self.gap = min(2 * self.gap, self.MAX_GAP)
+            self.probe_at = self.calls + self.gap
 
     def run(self, wide_kernel, narrow_kernel, args, work):
         """The kernel this call picks, on args, timed per unit of work."""

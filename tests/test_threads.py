@@ -269,16 +269,22 @@ def test_info_shows_threads(capsys):
 
 def test_pace_runs_the_faster_way_and_probes_the_other():
     pace = threads.Pace()
-    ways = []
-    for _ in range(4):  # each way: a warm-up call (may compile), then a timed one
-        ways.append(pace.wide())
-        pace.record(ways[-1], 1.0 if ways[-1] else 3.0)
-    assert ways == [False, False, True, True] and pace.cost == {True: 1.0, False: 3.0}
-    ways = [pace.wide() for _ in range(2 * pace.PROBE)]
-    assert ways.count(False) == 2 and ways.count(True) == 2 * pace.PROBE - 2
-    for _ in range(10):
-        pace.record(False, 0.1)  # narrow became faster (the cores got busy)
-    assert pace.cost[False] < pace.cost[True] and not pace.wide()
+    cost = {True: 1.0, False: 3.0}
+
+    def calls(k):
+        ways = []
+        for _ in range(k):
+            ways.append(pace.wide())
+            pace.record(ways[-1], cost[ways[-1]])
+        return ways
+    assert calls(4) == [False, False, True, True]  # each way: a warm-up call (may compile), then a timed one
+    assert pace.cost == {True: 1.0, False: 3.0}
+    ways = calls(500)  # calls 5 .. 504: probes of the slower way at 16, 48, 112, 240, 496 (the gap doubles)
+    assert [k + 5 for k, w in enumerate(ways) if not w] == [16, 48, 112, 240, 496] and pace.gap == 512
+    cost[True] = 5.0  # the cores got busy: one pass becomes faster, and the gap starts again
+    ways = calls(100)  # calls 505 .. 604: the moving average flips at 507; probes at 507 + 16, then + 32
+    assert [505 + k for k, w in enumerate(ways) if w] == [505, 506, 507, 523, 555] and pace.gap == 64
+    assert pace.runs == {True: 2 + 495 + 5, False: 2 + 5 + 95}
 
 
 @pytest.mark.parametrize("wide", [True, False])
