@@ -26,6 +26,9 @@ def _info():
     print(f"numba {numba.__version__}, numpy {numpy.__version__}, python {sys.version.split()[0]}")
     print(f"numba cache: {CACHE_DIR or 'beside the sources (__pycache__)'}")
     print(f"default arena: {a.stats()}")
+    source = f"${crad.threads.ENV}" if os.environ.get(crad.threads.ENV, "").strip() else "every core numba sees"
+    print(f"batched replay threads: {crad.get_num_threads()} ({source}; crad.set_num_threads(n) changes it), "
+          f"numba threading layer {crad.threads.threading_layer()}")
 
 
 def _bench(rest):
@@ -54,7 +57,7 @@ def main(argv=None):
     sub.add_parser("train", help="train an example: " + ", ".join(EXAMPLES) + " (crad train --help)")
     sub.add_parser("bench", help="run the benchmarks against micrograd, a pure-Python Value and PyTorch, "
                                  "whichever are installed (crad bench --help)")
-    sub.add_parser("info", help="versions, numba cache directory, default arena statistics")
+    sub.add_parser("info", help="versions, numba cache directory, default arena statistics, threads")
     args = ap.parse_args(argv)
     if args.command == "info":
         _info()

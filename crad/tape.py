@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import kernels as K
+from . import threads
 from .arena import StaleValueError, arena_arg
 from .ops import LEAF, POW
 from .value import Value
@@ -108,6 +109,9 @@ class Tape:
             self._fwd.sort()
             self._bwd = self._fwd[::-1].copy()
         self._compiled = None
+        self._scratch = {}  # (B, T, wide) -> scratch arrays of batch()
+        self._swept = False  # a backward ran since the last forward
+        self._pace = threads.Pace()
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
         self.computed = int(self._bwd.size)  # the ops: what a replay recomputes
         self.parameters = int(leaf.sum()) - int(self._zero.size)  # leaves that existed before fn ran
@@ -142,30 +146,40 @@ class Tape:
             arrays.append(v)
         return arrays
 
-    def _write_inputs(self, values):
-        F = self.arena.F
-        for ids, v in zip(self._in_ids, self._inputs(values, batched=False)):
-            F[K.DATA][ids] = v.reshape(-1)
-
     def __call__(self, *values, backward=False):
         """Write new input values, recompute the forward pass, and return the
-        root's value (``backward=True`` also runs ``backward()``)."""
-        self._write_inputs(values)
+        root's value (``backward=True`` also runs ``backward()``). Inputs
+        that are refused (a bad shape, or a TapeError from ``verify``) leave
+        the input leaves as they were."""
+        arrays = self._inputs(values, batched=False)
+        F = self.arena.F
+        verifying = self.verify and (self.calls + 1) % self.verify == 0
+        before = F[K.DATA, self._flat_inputs] if verifying else None  # a copy (fancy indexing)
+        for ids, v in zip(self._in_ids, arrays):
+            F[K.DATA, ids] = v.reshape(-1)
+        if verifying:
+            try:
+                self.check()  # fn reads the new values, as a rebuilt graph would
+            except BaseException:
+                self.arena.F[K.DATA, self._flat_inputs] = before  # F itself may have grown
+                raise
         self.calls += 1
-        if self.verify and self.calls % self.verify == 0:
-            self.check()
         a = self.arena
-        K.tape_forward(a.F, a.I, self._fwd)
+        K.tape_forward(a.F, a.I, self._fwd, self._zero)
+        self._swept = False
         if backward:
             self.backward()
         return float(a.F[K.DATA, self._root])
 
     def backward(self):
-        """Backward over the tape, as a rebuilt graph's backward would do it:
-        the tape's own grads restart at zero; parameters accumulate (+=)."""
+        """Backward over the tape, as a rebuilt graph's backward would do it
+        after the last replay: every leaf (parameters and inputs) accumulates
+        d root / d leaf, so calling it twice adds twice (as in torch); the
+        tape's own nodes hold the latest backward's grads."""
         self._live()
         a = self.arena
-        K.tape_backward(a.F, a.I, self._bwd, self._zero, self._root)
+        K.tape_backward(a.F, a.I, self._bwd, self._root, self._swept)
+        self._swept = True
 
     def check(self):
         """Re-trace fn and raise TapeError if the graph's structure changed."""
@@ -214,8 +228,11 @@ class Tape:
             if c is not None:
                 kind[p], col[p] = K.INPUT, c
         nv, ng = K.tape_rows(P)
+        params = kind == K.PARAM
+        P[K.P_ACC] = -1
+        P[K.P_ACC, params] = np.arange(np.count_nonzero(params))
         self._compiled = (P, args)
-        self._rows = (int(nv), int(ng))
+        self._rows = (int(nv), int(ng), int(np.count_nonzero(params)))
 
     def batch(self, *values, reduction="mean"):
         """Forward and backward for B samples at once: each input gets a
@@ -224,7 +241,9 @@ class Tape:
         gradient. Returns the root's value per sample, shape (B,).
 
         The arena's node values are left as they were (each sample has its
-        own values, laid out (node, sample) in scratch arrays)."""
+        own values, laid out (node, sample) in scratch arrays). A large batch
+        is split over ``crad.get_num_threads()`` threads (``crad.threads``):
+        the result is deterministic for a given thread count."""
         arrays = self._inputs(values, batched=True)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
@@ -234,18 +253,33 @@ class Tape:
         if self._compiled is None:
             self._compile()
         X = np.ascontiguousarray(np.hstack([v.reshape(B, -1) for v in arrays]), np.float64)
-        nv, ng = self._rows
-        if getattr(self, "_scratch", None) is None or self._scratch[0].shape != (nv, B):
-            self._scratch = (np.empty((nv, B)), np.empty((ng, B)))
-        V, G = self._scratch
         seed = 1.0 / B if reduction == "mean" else 1.0
-        return K.tape_batch(self.arena.F, *self._compiled, X, V, G, seed)
+        work = B * self.computed
+        T = threads.chunks(B, work)
+        F = self.arena.F
+        if T == 1:
+            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False)[:2], seed)
+        return self._pace.run(K.tape_batch_parallel, K.tape_batch_chunked,
+                              lambda wide: (F, *self._compiled, X, *self._scratch_for(B, T, wide), seed), work)
+
+    def _scratch_for(self, B, T, wide):
+        """Value and grad rows, and T chunks' parameter accumulators, for B
+        samples in one pass or (wide) in T, kept for the next such call."""
+        key = (B, T, wide)
+        if key not in self._scratch:
+            nv, ng, nparams = self._rows
+            c = -(-B // T) if wide else B  # the samples a pass holds
+            lead = (T,) if wide else ()
+            if len(self._scratch) > 4:  # batch sizes change rarely (the last batch of an epoch)
+                self._scratch.clear()
+            self._scratch[key] = np.empty(lead + (nv, c)), np.empty(lead + (ng, c)), np.empty((T, nparams))
+        return self._scratch[key]
 
     # -- ownership -------------------------------------------------------------
     def release(self):
         """Drop the tape's references (its graph is freed if nothing else holds it)."""
         self.outputs = self.root = self.inputs = None
-        self._scratch = None
+        self._scratch = {}
 
     def __repr__(self):
         return (f"Tape({self.computed} computed nodes, {self.nodes - self.computed} leaves, "

@@ -261,3 +261,42 @@ def test_single_replay_in_slot_order_or_kahn_order(arena, ordered):
         ref.backward()
         assert got == pytest.approx(ref.data, rel=1e-13)
         np.testing.assert_allclose(g, w.grad, rtol=1e-13)
+
+
+def test_backward_twice_adds_twice(arena):
+    """As torch: each backward adds d root / d leaf to every leaf once, so
+    parameters and inputs read 2x after two; the tape's nodes read 1x."""
+    model = MLP(3, [4, 1], seed=0)
+    x = crad.leaves(np.array([[0.5, -1.0, 2.0]]))
+    tape = crad.capture(lambda x: losses.mse(model(x), np.ones((1, 1))), x)
+    X = np.array([[0.3, 0.2, -0.7]])
+    model.zero_grad()
+    tape(X, backward=True)
+    g, gx, groot = model.parameters().grad, x.grad, tape.root.grad
+    tape.backward()
+    np.testing.assert_allclose(model.parameters().grad, 2 * g, rtol=1e-14)
+    np.testing.assert_allclose(x.grad, 2 * gx, rtol=1e-14)
+    assert tape.root.grad == groot == 1.0
+    tape(X)  # a replay restarts the inputs, as a rebuilt graph's fresh leaves
+    assert (x.grad == 0).all()
+    tape.backward()
+    np.testing.assert_allclose(model.parameters().grad, 3 * g, rtol=1e-14)
+    np.testing.assert_allclose(x.grad, gx, rtol=1e-14)
+
+
+def test_refused_inputs_are_not_written(arena):
+    """A TapeError from verify (or a bad shape) leaves the input leaves as
+    they were, and the tape keeps working."""
+    def fn(x):
+        v = x[0]
+        return v * 2.0 if v.data > 0 else v.relu() + v.tanh()
+    x = crad.leaves(np.array([1.0]))
+    tape = crad.capture(fn, x, verify=1)
+    assert tape(np.array([3.0])) == 6.0
+    with pytest.raises(TapeError):
+        tape(np.array([-2.0]))
+    assert x.data[0] == 3.0 and tape.calls == 1
+    with pytest.raises(ValueError, match="shape"):
+        tape(np.array([5.0, 6.0]))
+    assert x.data[0] == 3.0
+    assert tape(np.array([4.0])) == 8.0 and tape.calls == 2

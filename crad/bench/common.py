@@ -133,6 +133,34 @@ def summarize(samples, key, higher_is_better=True, **fields):
     return rows
 
 
+def on_threads(n, measure):
+    """measure() run with crad on n threads (the setting restored after)."""
+    import crad
+
+    def run():
+        before = crad.get_num_threads()
+        crad.set_num_threads(min(n, before) if n > before else n)
+        try:
+            return dict(measure(), threads=crad.get_num_threads())
+        finally:
+            crad.set_num_threads(before)
+    return run
+
+
+def thread_speedup(samples, rows, one, many, key, higher_is_better=False):
+    """Give the row of engine ``many`` a 'speedup' column: the median (min-max)
+    over rounds of its ``key`` against engine ``one``'s in the same round."""
+    ratios = []
+    for a, b in zip(samples[one], samples[many]):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x > 0 and y > 0:
+            ratios.append(y / x if higher_is_better else x / y)
+    for row in rows:
+        if row["engine"] == many and ratios:
+            row["speedup"] = ratio_text(dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios)))
+    return rows
+
+
 def ratio_text(r):
     """'1,040x (980-1,100)': the median of the per-round ratios, then their min-max."""
     def num(x):

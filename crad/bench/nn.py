@@ -216,7 +216,8 @@ def torch_tensor():
 def w2(quick):
     setups = {"crad batched": crad_batched,
               "crad replay": lambda: crad_replay(False),
-              "crad replay batched": lambda: crad_replay(True),
+              "crad replay batched 1 thread": lambda: common.on_threads(1, crad_replay(True)),
+              "crad replay batched 2 threads": lambda: common.on_threads(2, crad_replay(True)),
               "crad per-Value": lambda: per_value("crad per-Value"),
               "python Value": lambda: per_value("python Value")}
     if installed("micrograd"):
@@ -224,4 +225,7 @@ def w2(quick):
     if installed("torch"):
         setups["torch tensor"] = torch_tensor
     measures = {name: setup() for name, setup in setups.items()}
-    return summarize(interleave(measures, common.ROUNDS), "steps_per_s", workload="W2", batch=B)
+    samples = interleave(measures, common.ROUNDS)
+    rows = summarize(samples, "steps_per_s", workload="W2", batch=B)
+    return common.thread_speedup(samples, rows, "crad replay batched 1 thread", "crad replay batched 2 threads",
+                                 "steps_per_s", higher_is_better=True)

@@ -1,0 +1,190 @@
+"""Threads for batched replay: how many, when, and launching safely.
+
+``tape.batch`` splits a large enough batch into T chunks of consecutive
+samples, one per thread (``kernels.replay.tape_batch_parallel``). Each chunk
+has its own value and gradient rows and its own parameter-gradient
+accumulator; the accumulators are added to the arena in chunk order, so a
+result depends on T and never on the scheduling. Everything else (building
+graphs, backward, release, single replays, the optimizers) runs on the
+calling thread.
+
+T is ``get_num_threads()`` (default: every core numba uses, i.e.
+``NUMBA_NUM_THREADS``; ``$CRAD_NUM_THREADS`` or ``set_num_threads`` change
+it), reduced so that each thread gets enough work to pay for the launch.
+"""
+import os
+import threading
+import time
+
+import numba
+import numpy as np
+
+from ._config import njit
+
+ENV = "CRAD_NUM_THREADS"
+
+# A batch runs the serial kernel unless every thread gets at least this many
+# samples and node-samples (computed tape nodes x samples). Measured on MNIST's
+# tape: a position costs about 5 ns to decode per chunk plus 1 ns per sample,
+# so chunks under 8 samples lose more to decoding than a core gains; and a
+# launch costs about 3 us on idle cores (a time slice, ~16 ms, when another
+# process holds one), so a thread needs ~0.2 ms of work (W2's batch of 32 has
+# 20,600 node-samples in all: serial; MNIST's 2.5 M: parallel).
+MIN_SAMPLES_PER_THREAD = 8
+MIN_WORK_PER_THREAD = 200_000
+
+
+def _most():
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _checked(n, source):
+    """n as a thread count from 1 to NUMBA_NUM_THREADS, or a clear error."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{source} must be a whole number of threads, not {type(n).__name__}")
+    if not 1 <= n <= _most():
+        raise ValueError(f"{source} must be from 1 to {_most()} (the threads numba may use; raise "
+                         f"NUMBA_NUM_THREADS for more), got {n}")
+    return int(n)
+
+
+def _from_env():
+    text = os.environ.get(ENV, "").strip()
+    if not text:
+        return _most()
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"${ENV} must be a whole number of threads from 1 to {_most()}, got {text!r} "
+                         "(unset it to use every core)") from None
+    return _checked(n, f"${ENV}")
+
+
+_num_threads = _from_env()
+
+
+def set_num_threads(n):
+    """Use n threads (1 to ``NUMBA_NUM_THREADS``) for batched replay, in
+    every Python thread of this process. Results are deterministic for a
+    given n, and agree with n = 1 to rounding (the order in which per-thread
+    parameter gradients are summed)."""
+    global _num_threads
+    _num_threads = _checked(n, "set_num_threads(n): n")
+
+
+def get_num_threads():
+    """The threads batched replay may use (default: every core numba sees)."""
+    return _num_threads
+
+
+def chunks(samples, work):
+    """How many threads a batch of ``samples`` samples should use, given
+    ``work`` node-samples in total (1: run the serial kernel)."""
+    t = min(_num_threads, samples // MIN_SAMPLES_PER_THREAD, work // MIN_WORK_PER_THREAD)
+    return max(t, 1)
+
+
+# One parallel kernel at a time in this process. numba's workqueue layer
+# aborts the process when two Python threads launch at once (a parallel
+# launch releases the GIL), and while a launch runs another thread's replay
+# could add into the same parameter grads. Serial replays take the lock too.
+_lock = threading.Lock()
+_launched = False  # a parallel kernel has run in this process
+_narrow_only = False  # in a fork child of a process that used GNU OpenMP
+
+
+def run(kernel, *args, parallel=False):
+    """kernel(*args) under the launch lock; returns its result."""
+    global _launched
+    with _lock:
+        out = kernel(*args)
+        _launched = _launched or parallel
+    return out
+
+
+class Pace:
+    """Whether a batch's T chunks run on T threads ("wide",
+    ``tape_batch_parallel``) or in one pass on the calling thread ("narrow",
+    ``tape_batch_chunked``, the same bits), chosen call by call.
+
+    Every parallel launch waits for its slowest thread, so when the cores are
+    busy with other work T threads can be several times slower than one.
+    Pace keeps a moving average of each way's seconds per node-sample (after
+    one untimed warm-up call each, which may compile), runs the faster, and
+    tries the other after PROBE calls; the gap doubles (up to MAX_GAP) while
+    the probes confirm the choice, and starts again at PROBE when it flips."""
+
+    PROBE, MAX_GAP = 16, 1024
+
+    def __init__(self):
+        self.cost = {}  # wide -> seconds per node-sample (None: warmed up, not timed)
+        self.calls = 0
+        self.runs = {True: 0, False: 0}  # calls run each way
+        self.gap, self.probe_at = self.PROBE, self.PROBE
+
+    def _faster(self):
+        return self.cost[True] <= self.cost[False]
+
+    def wide(self):
+        self.calls += 1
+        for way in (False, True):  # narrow first: a first batch costs the one-pass compile, as without threads
+            if self.cost.get(way) is None:
+                return way
+        return self._faster() != (self.calls >= self.probe_at)
+
+    def record(self, wide, seconds):
+        self.runs[wide] += 1
+        if wide not in self.cost:
+            self.cost[wide] = None  # the warm-up call
+            return
+        old = self.cost[wide]
+        self.cost[wide] = seconds if old is None else 0.75 * old + 0.25 * seconds
+        if old is None or self.cost.get(not wide) is None:
+            return
+        was = (old <= self.cost[False]) if wide else (self.cost[True] <= old)  # the faster way before
+        if self._faster() != was:  # the choice flipped: watch closely again
+            self.gap, self.probe_at = self.PROBE, self.calls + self.PROBE
+        elif self.calls >= self.probe_at:  # a probe of the slower way confirmed the choice
+            self.gap = min(2 * self.gap, self.MAX_GAP)
+            self.probe_at = self.calls + self.gap
+
+    def run(self, wide_kernel, narrow_kernel, args, work):
+        """The kernel this call picks, on args, timed per unit of work."""
+        wide = self.wide() and not _narrow_only
+        t = time.perf_counter()
+        out = run(wide_kernel if wide else narrow_kernel, *args(wide), parallel=wide)
+        self.record(wide, (time.perf_counter() - t) / work)
+        return out
+
+
+def _after_fork_in_child():
+    # GNU OpenMP terminates a forked child that launches a parallel region
+    # after its parent did; such a child runs the chunks in one pass (the
+    # same bits, on one thread).
+    global _lock, _narrow_only
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    if _launched and threading_layer() == "omp":
+        _narrow_only = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threading_layer():
+    """The numba threading layer that runs crad's parallel kernels ('tbb',
+    'omp' or 'workqueue'); loads it if no parallel kernel has run yet."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # not loaded yet
+        _probe(1)
+        return numba.threading_layer()
+
+
+@njit(parallel=True)
+def _probe(n):
+    """A minimal parallel kernel: loads the threading layer."""
+    s = 0
+    for i in numba.prange(n):
+        s += i
+    return s
