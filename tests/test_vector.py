@@ -96,3 +96,15 @@ def test_released_vector_is_stale(arena):
     with pytest.raises(StaleValueError):
         crad.dot(u, u)
     assert repr(u) == "Vector(<released>)"
+
+
+def test_division_by_signed_zero_follows_ieee(arena):
+    x = np.array([3.0, -3.0, 3.0, -3.0])
+    zeros = np.array([0.0, 0.0, -0.0, -0.0])
+    want = np.array([np.inf, -np.inf, -np.inf, np.inf])
+    v = crad.leaves(x)
+    np.testing.assert_array_equal((v / zeros).data, want)  # an array of constants
+    np.testing.assert_array_equal((v / crad.leaves(zeros)).data, want)  # a Vector
+    np.testing.assert_array_equal((v / -0.0).data, -np.sign(x) * np.inf)  # a scalar constant
+    np.testing.assert_array_equal((v / 0.0).data, np.sign(x) * np.inf)
+    np.testing.assert_array_equal((v / Value(-0.0)).data, -np.sign(x) * np.inf)  # a Value
