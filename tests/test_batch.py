@@ -1,0 +1,99 @@
+"""Batched tapes on random programs: the register allocator's oracle.
+
+``tape.batch`` runs a compiled program whose values and gradients live in
+rows that ``kernels.tape_rows`` reuses. Random programs stress exactly what
+a wrong allocation breaks: shared subexpressions, a node used as both
+operands (h + h, h * h), values read again far from where they were made,
+leaf roots, and every op. Each sample of a batch must give what a single
+replay and a rebuilt graph give.
+
+Exactness: a batch computes each sample's values with the same forward rule
+in the same order as a replay, so values agree bit for bit. Gradients too at
+B = 1. At B > 1 a parameter's gradient sums the same terms in another order
+(per op over the batch, instead of per sample over the ops); with leaves 0
+or >= 1e-3 and every node and gradient below 1e6 (as in test_dag) that moves
+only the last bits: rtol = atol = 1e-9.
+"""
+import numpy as np
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from test_dag import BINARY, UNARY, apply, leaf
+
+import crad
+
+SELF = ["self_add", "self_mul"]  # h + h and h * h: one node as both operands
+
+step = st.tuples(st.sampled_from(UNARY + BINARY + SELF), st.integers(0, 10**6),
+                 # operands near the end (just made) or anywhere (far reuse)
+                 st.one_of(st.integers(0, 3), st.integers(0, 10**6)),
+                 st.sampled_from([-2.0, -0.5, 0.5, 1.0, 3.0]))
+program = st.fixed_dictionaries({
+    "params": st.lists(leaf, min_size=1, max_size=3),
+    "inputs": st.lists(leaf, min_size=1, max_size=3),
+    "steps": st.lists(step, min_size=0, max_size=30),
+    "root": st.one_of(st.none(), st.integers(0, 10**6)),  # None: fan-in; else any node, leaves included
+    "batch": st.sampled_from([1, 3]),
+})
+
+
+def build(params, x, prog):
+    """The program over parameter and input Values: each step reads any
+    earlier node (the j-th operand counted from the end, or anywhere)."""
+    nodes = list(params) + list(x)
+    for kind, i, j, c in prog["steps"]:
+        a = nodes[i % len(nodes)]
+        b = nodes[len(nodes) - 1 - j % len(nodes)]
+        if kind in SELF:
+            nodes.append(a + a if kind == "self_add" else a * a)
+        else:
+            nodes.append(apply(kind, a, b, c))
+    if prog["root"] is not None:
+        return nodes[prog["root"] % len(nodes)]
+    out = nodes[-1]
+    for n in nodes[len(params) + len(x):-1][::3]:  # fan-in: the root uses several intermediates
+        out = out + n
+    return out
+
+
+def small(*arrays):
+    return all(np.isfinite(a).all() and (np.abs(a) < 1e6).all() for a in arrays)
+
+
+@settings(max_examples=200, deadline=None)
+@given(program, st.lists(leaf, min_size=9, max_size=9))
+def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
+    B, k = prog["batch"], len(prog["inputs"])
+    X = np.array(data[: B * k]).reshape(B, k)
+    with crad.Arena(capacity=8) as a, np.errstate(all="ignore"):
+        params = crad.leaves(np.array(prog["params"]))
+        tape = crad.capture(lambda x: build(params, x, prog), crad.leaves(np.array(prog["inputs"])))
+        # rebuilt graphs, one per sample: the reference values and gradients
+        want, want_grads = [], []
+        for b in range(B):
+            params.grad = 0.0
+            ref = build(params, crad.leaves(X[b]), prog)
+            ref.backward()
+            want.append(ref.data)
+            want_grads.append(params.grad)
+            del ref
+        singles, g_singles = [], 0.0
+        for b in range(B):  # each from zero: a parameter root's grad is set to 1, not accumulated
+            params.grad = 0.0
+            singles.append(tape(X[b], backward=True))
+            g_singles = g_singles + params.grad
+        params.grad = 0.0
+        got = tape.batch(X, reduction="sum")
+        g_batch = params.grad
+        np.testing.assert_array_equal(got, singles)
+        np.testing.assert_array_equal(got, want)
+        if B == 1:
+            np.testing.assert_array_equal(g_batch, g_singles)
+        assume(small(want, want_grads))
+        np.testing.assert_allclose(g_batch, g_singles, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(g_batch, np.sum(want_grads, axis=0), rtol=1e-9, atol=1e-9)
+        params.grad = 0.0
+        mean = tape.batch(X)  # reduction="mean": the same values, gradients / B
+        np.testing.assert_array_equal(mean, got)
+        np.testing.assert_allclose(params.grad * B, g_batch, rtol=1e-12, atol=1e-12)
+        del tape
+        assert a.live == len(prog["params"])  # the tape, inputs and rebuilt graphs all freed
