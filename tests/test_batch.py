@@ -15,7 +15,7 @@ or >= 1e-3 and every node and gradient below 1e6 (as in test_dag) that moves
 only the last bits: rtol = atol = 1e-9.
 """
 import numpy as np
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from test_dag import BINARY, UNARY, apply, leaf
 
@@ -23,31 +23,36 @@ import crad
 
 SELF = ["self_add", "self_mul"]  # h + h and h * h: one node as both operands
 
-step = st.tuples(st.sampled_from(UNARY + BINARY + SELF), st.integers(0, 10**6),
-                 # operands near the end (just made) or anywhere (far reuse)
-                 st.one_of(st.integers(0, 3), st.integers(0, 10**6)),
+# An operand, counted back from the newest node: one just made (its row is
+# freed right after this use, the allocator's hard case) or any (far reuse).
+back = st.one_of(st.integers(0, 2), st.integers(0, 10**6))
+# Ops that do not read their operands (add; exp, relu, tanh read their own
+# output) let operand rows be reused during the forward pass: drawn more often.
+REUSING = ["add", "self_add", "exp", "relu", "tanh"]
+step = st.tuples(st.sampled_from(UNARY + BINARY + SELF + REUSING * 3), back, back,
                  st.sampled_from([-2.0, -0.5, 0.5, 1.0, 3.0]))
 program = st.fixed_dictionaries({
     "params": st.lists(leaf, min_size=1, max_size=3),
     "inputs": st.lists(leaf, min_size=1, max_size=3),
     "steps": st.lists(step, min_size=0, max_size=30),
-    "root": st.one_of(st.none(), st.integers(0, 10**6)),  # None: fan-in; else any node, leaves included
+    # the newest node; a fan-in of intermediates (which keeps rows alive to the end); or any node, leaves too
+    "root": st.one_of(st.just("last"), st.just("fan-in"), st.integers(0, 10**6)),
     "batch": st.sampled_from([1, 3]),
 })
 
 
 def build(params, x, prog):
-    """The program over parameter and input Values: each step reads any
-    earlier node (the j-th operand counted from the end, or anywhere)."""
+    """The program over parameter and input Values: each step reads earlier nodes."""
     nodes = list(params) + list(x)
     for kind, i, j, c in prog["steps"]:
-        a = nodes[i % len(nodes)]
-        b = nodes[len(nodes) - 1 - j % len(nodes)]
+        a, b = (nodes[len(nodes) - 1 - k % len(nodes)] for k in (i, j))
         if kind in SELF:
             nodes.append(a + a if kind == "self_add" else a * a)
         else:
             nodes.append(apply(kind, a, b, c))
-    if prog["root"] is not None:
+    if prog["root"] == "last":
+        return nodes[-1]
+    if prog["root"] != "fan-in":
         return nodes[prog["root"] % len(nodes)]
     out = nodes[-1]
     for n in nodes[len(params) + len(x):-1][::3]:  # fan-in: the root uses several intermediates
@@ -59,8 +64,18 @@ def small(*arrays):
     return all(np.isfinite(a).all() and (np.abs(a) < 1e6).all() for a in arrays)
 
 
-@settings(max_examples=200, deadline=None)
+# h = x + p; s = h + h (the last use of h, whose row must be freed once);
+# u = tanh(s) and v = exp(s) then need two rows; root u + v.
+H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
+            "steps": [("add", 0, 1, 1.0), ("self_add", 0, 0, 1.0), ("tanh", 0, 0, 1.0), ("exp", 1, 0, 1.0),
+                      ("add", 0, 1, 1.0)]}
+
+
+@settings(max_examples=300, deadline=None)
 @given(program, st.lists(leaf, min_size=9, max_size=9))
+@example(H_PLUS_H, [0.75] * 9)
+@example(dict(H_PLUS_H, steps=[(k.replace("add", "mul"), i, j, c) for k, i, j, c in H_PLUS_H["steps"]]),
+         [0.75] * 9)  # h * h
 def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
     B, k = prog["batch"], len(prog["inputs"])
     X = np.array(data[: B * k]).reshape(B, k)

@@ -79,9 +79,17 @@ def test_backward_visits_exactly_the_graph(spec, interleave, sweep):
 
 
 def test_epoch_marks_wrap_around(arena):
+    """When the epoch counter wraps, old marks are cleared: a bystander marked
+    at epoch 1 long ago, lying between the graph's slots, is not taken for
+    part of the graph when epoch 1 comes round again."""
     a = Value(3.0)
+    u = Value(5.0)
+    w = u * 2.0  # slots between a and b
+    w.backward()  # marks u, its constant and w at the first epoch
     b = a * a
     arena.M[K.M_EPOCH] = 2**31 - 3  # the next backward passes the wrap point
     for _ in range(3):
         b.backward()
-    assert 1 <= arena.M[K.M_EPOCH] <= 3 and a.grad == 3 * 6.0
+        assert arena.I[K.LOW, b._i] >= 0 and K.backward(arena.F, arena.I, arena.M, b._i, True) == 2
+    assert 1 <= arena.M[K.M_EPOCH] <= 8 and a.grad == 6 * 6.0
+    assert (u.grad, w.grad) == (2.0, 1.0)  # untouched by b's sweeps
