@@ -123,6 +123,9 @@ def test_corrupt_local_files_name_the_file(tmp_path):
     (tmp_path / name).write_bytes(raw[name][:-10])  # truncated
     with pytest.raises(DatasetError, match=name):
         load_mnist(tmp_path, download=False, sha256={})
+    (tmp_path / name).write_bytes(raw[name] + b"\x00")  # trailing bytes: not the file its header describes
+    with pytest.raises(DatasetError, match="corrupt"):
+        load_mnist(tmp_path, download=False, sha256={})
     (tmp_path / name).write_bytes(b"\x00\x00\x08\x05" + raw[name][4:])  # wrong dims
     with pytest.raises(DatasetError, match="dimensions"):
         load_mnist(tmp_path, download=False, sha256={})

@@ -36,12 +36,16 @@ def test_replay_equals_rebuild_on_random_programs(prog, new_x):
         params = crad.leaves(np.array(p0))
         xin = crad.leaves(np.array(x0))
         tape = crad.capture(lambda x: build(params, x, steps), xin)
+        tape(np.array(x0), backward=True)  # a first replay: the second must not build on its grads
+        params.grad = 0.0
         got = tape(np.array(x1), backward=True)
-        g_replay = params.grad
+        g_replay, g_inputs = params.grad, xin.grad
         params.grad = 0.0
         fresh_x = crad.leaves(np.array(x1))
         ref = build(params, fresh_x, steps)
         ref.backward()
+        assume(np.isfinite(fresh_x.grad).all() and np.abs(fresh_x.grad).max() < 1e6)
+        close(g_inputs, fresh_x.grad)  # an input's grad restarts at zero, as a fresh leaf's would
         assume(np.isfinite([got, ref.data]).all() and np.isfinite(params.grad).all())
         assume(abs(ref.data) < 1e6 and np.abs(params.grad).max() < 1e6)
         close(got, ref.data)
