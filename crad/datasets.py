@@ -56,15 +56,13 @@ def default_data_dir():
 
 def dataset_dir(data_dir, dataset, probe):
     """The folder of one dataset: ``<root>/<dataset>``, with the root from
-    ``data_dir`` or ``default_data_dir()``; or data_dir itself when it already
-    holds the file ``probe`` (raw or gzip), as a dataset folder would."""
-    if data_dir:
-        folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-        if any(os.path.exists(os.path.join(folder, probe + ext)) for ext in ("", ".gz")):
-            return folder
-    else:
-        folder = default_data_dir()
-    return os.path.join(folder, dataset)
+    ``data_dir`` or ``default_data_dir()``; or the root itself when it already
+    holds the file ``probe`` (raw or gzip), as a dataset folder would (so a
+    ``$CRAD_DATA_DIR`` that points at an MNIST folder keeps working)."""
+    root = os.path.abspath(os.path.expanduser(os.fspath(data_dir))) if data_dir else default_data_dir()
+    if any(os.path.exists(os.path.join(root, probe + ext)) for ext in ("", ".gz")):
+        return root
+    return os.path.join(root, dataset)
 
 
 def parse_idx(raw, name, expect_dims):

@@ -60,7 +60,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0):
         super().__init__(params, lr)
-        self.momentum = _number(momentum, "momentum", 0.0)
+        self.momentum = _number(momentum, "momentum")
         self.velocity = np.zeros(self._ids.size)
 
     def step(self):

@@ -15,7 +15,9 @@ actions = st.lists(st.tuples(st.sampled_from(["leaf", "add", "mul", "exp", "cons
 
 
 def check_invariants(a):
-    """Column invariants: free list, parity, refs, LOW."""
+    """Column invariants: free list, parity, refs, LOW (the lowest slot a
+    node reaches if every edge it reaches goes down to a lower slot, else -1;
+    computed here from that definition, operands before users)."""
     I, M = a.I, a.M
     top = int(M[K.M_TOP])
     live = (I[K.GEN, :top] & 1).astype(bool)
@@ -27,6 +29,23 @@ def check_invariants(a):
         i = int(I[K.LHS, i])
     assert len(free) + a.live == top
     assert (I[K.REFS, :top][live] >= 1).all()
+    low = {}
+    for s in np.flatnonzero(live).tolist():
+        stack = [s]
+        while stack:  # no recursion: graphs may be deep
+            i = stack[-1]
+            if i in low:
+                stack.pop()
+                continue
+            ops = [int(j) for j in (I[K.LHS, i], I[K.RHS, i]) if I[K.OP, i] != 0 and j >= 0]
+            assert all(live[j] for j in ops)  # a live node's operands are live
+            todo = [j for j in ops if j not in low]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            low[i] = -1 if any(j >= i or low[j] < 0 for j in ops) else min([i] + [low[j] for j in ops])
+        assert I[K.LOW, s] == low[s], f"LOW of slot {s} is {I[K.LOW, s]}, expected {low[s]}"
 
 
 @settings(max_examples=200, deadline=None)

@@ -129,6 +129,9 @@ def test_corrupt_local_files_name_the_file(tmp_path):
     (tmp_path / name).write_bytes(raw[name][:-10])  # truncated
     with pytest.raises(DatasetError, match=name):
         load_mnist(tmp_path, download=False, sha256={})
+    (tmp_path / name).write_bytes(raw[name] + b"\x00")  # trailing bytes: not the file its header describes
+    with pytest.raises(DatasetError, match="corrupt"):
+        load_mnist(tmp_path, download=False, sha256={})
     (tmp_path / name).write_bytes(b"\x00\x00\x08\x05" + raw[name][4:])  # wrong dims
     with pytest.raises(DatasetError, match="dimensions"):
         load_mnist(tmp_path, download=False, sha256={})
@@ -207,3 +210,31 @@ def test_real_mnist_files():
     assert d["x_train"].shape == (60000, 28, 28) and d["x_test"].shape == (10000, 28, 28)
     assert np.bincount(d["y_train"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert d["y_test"].shape == (10000,)
+
+
+def test_default_hashes_refuse_well_formed_but_wrong_files(server, tmp_path, monkeypatch):
+    """Without sha256=, the built-in table is checked: parseable IDX files
+    that are not MNIST are refused, found locally (through $CRAD_DATA_DIR, the
+    default directory) or downloaded."""
+    _, raw, _ = small_set()
+    local = tmp_path / "local"
+    local.mkdir()
+    for name, b in raw.items():
+        (local / (name + ".gz")).write_bytes(gzip.compress(b))
+    monkeypatch.setenv("CRAD_DATA_DIR", str(local))
+    with pytest.raises(DatasetError, match="sha256"):
+        load_mnist(download=False)
+    serve(server, "/m", raw)
+    fetched = tmp_path / "fetched"
+    with pytest.raises(DatasetError, match="sha256"):
+        load_mnist(fetched, mirrors=[server.url + "/m/"], retries=0, progress=False)
+    assert [f for _, _, files in os.walk(fetched) for f in files] == []  # nothing kept, no partial file
+
+
+def test_builtin_hashes_are_the_published_ones():
+    from crad.datasets import SHA256
+    assert sorted(SHA256) == sorted(FILES.values())
+    sums = os.path.join(SHARED, "SHA256SUMS.raw")
+    if os.path.exists(sums):
+        with open(sums) as f:
+            assert dict(line.split()[::-1] for line in f if line.strip()) == SHA256

@@ -220,3 +220,30 @@ def test_bad_checkpoints_leave_model_untouched(arena, tmp_path):
         MLP.load(corrupt)
     with pytest.raises(FileNotFoundError):
         MLP.load(tmp_path / "missing.npz")
+
+
+def test_parameters_in_micrograd_order(arena):
+    """parameters() of a Neuron, a Layer and an MLP: exactly the model's
+    parameter nodes (the same slots, not copies), each neuron's w then its b,
+    neurons in order, layers in order."""
+    def slots(vec):
+        return vec._slots()[1].reshape(-1).tolist()
+
+    def neuron_slots(n):
+        return slots(n.w) + [n.b._slot()[1]]
+
+    m = MLP(3, [4, 2], seed=0)
+    want = [s for layer in m.layers for n in layer.neurons for s in neuron_slots(n)]
+    assert len(want) == len(set(want)) == 3 * 4 + 4 + 4 * 2 + 2 == m.num_parameters
+    assert slots(m.parameters()) == want
+    layer = m.layers[1]
+    assert slots(layer.parameters()) == [s for n in layer.neurons for s in neuron_slots(n)]
+    n = crad.Neuron(3, seed=1)
+    n.b.data = 0.75
+    p = n.parameters()
+    assert slots(p) == neuron_slots(n) and p.size == n.num_parameters == 4
+    np.testing.assert_array_equal(p.data, np.append(n.w.data, 0.75))
+    p.data = [1.0, 2.0, 3.0, -4.0]  # the same nodes: writing through parameters() changes the neuron
+    assert n([1.0, 1.0, 1.0]).data == 2.0
+    for nn_ in layer.neurons:
+        np.testing.assert_array_equal(nn_.parameters().data, np.append(nn_.w.data, nn_.b.data))

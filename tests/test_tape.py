@@ -36,12 +36,16 @@ def test_replay_equals_rebuild_on_random_programs(prog, new_x):
         params = crad.leaves(np.array(p0))
         xin = crad.leaves(np.array(x0))
         tape = crad.capture(lambda x: build(params, x, steps), xin)
+        tape(np.array(x0), backward=True)  # a first replay: the second must not build on its grads
+        params.grad = 0.0
         got = tape(np.array(x1), backward=True)
-        g_replay = params.grad
+        g_replay, g_inputs = params.grad, xin.grad
         params.grad = 0.0
         fresh_x = crad.leaves(np.array(x1))
         ref = build(params, fresh_x, steps)
         ref.backward()
+        assume(np.isfinite(fresh_x.grad).all() and np.abs(fresh_x.grad).max() < 1e6)
+        close(g_inputs, fresh_x.grad)  # an input's grad restarts at zero, as a fresh leaf's would
         assume(np.isfinite([got, ref.data]).all() and np.isfinite(params.grad).all())
         assume(abs(ref.data) < 1e6 and np.abs(params.grad).max() < 1e6)
         close(got, ref.data)
@@ -115,11 +119,16 @@ def test_dropping_the_tape_frees_its_graph(arena):
     x, y = crad.leaves(np.ones((4, 2))), crad.leaves(np.ones((4, 1)))
     with_inputs = arena.live
     tape = crad.capture(lambda x, y: losses.mse(model(x), y), x, y)
-    assert arena.live > with_inputs
+    made = arena.live - with_inputs  # the nodes fn made: computed nodes and constants
     for _ in range(10):
         tape(np.zeros((4, 2)), np.ones((4, 1)), backward=True)
-    # the tape's graph: parameters, the 12 input leaves, and the nodes it made
-    assert arena.live == tape.nodes == with_inputs + (tape.nodes - 12 - model.num_parameters)
+    # per sample 3 neurons * (2 mul + 2 add + relu), then 3 mul + 3 add; mse: 4 * (mul by -1,
+    # add, square) + 3 adds + the mean's mul
+    assert tape.computed == 4 * (3 * 5 + 6) + 4 * 3 + 3 + 1
+    assert made == tape.computed + 4 + 1  # and constants: the -1 of each subtraction, the mean's 1/4
+    # the tape lists what it made and every leaf it reads: the 13 parameters and 12 input leaves
+    assert tape.nodes == made + model.num_parameters + 12 and model.num_parameters == 13
+    assert arena.live == with_inputs + made  # replays allocate nothing
     tape.release()
     assert arena.live == with_inputs
     for use in (lambda: tape(np.zeros((4, 2)), np.ones((4, 1))), tape.backward, tape.check,
@@ -144,6 +153,54 @@ def test_verify_detects_data_dependent_branches(arena):
     strict = crad.capture(fn, x, verify=1)
     with pytest.raises(TapeError):
         strict(np.array([2.0]))  # captured at x = -1: the other branch
+
+
+BRANCHES = {  # fn's two branches differ in one thing only
+    "exponent": lambda v, p, q: v ** 2 if v.data > 0 else v ** 3,
+    "parameter": lambda v, p, q: v * p if v.data > 0 else v * q,
+    "constant or parameter": lambda v, p, q: v * 2.0 if v.data > 0 else v * p,
+    "input or parameter": lambda v, p, q: v * v if v.data > 0 else v * p,
+    "operand order": lambda v, p, q: v * p + v if v.data > 0 else v + v * p,
+}
+
+
+@pytest.mark.parametrize("change", BRANCHES)
+def test_check_and_verify_see_every_structural_change(arena, change):
+    """Ops, wiring, exponents, which parameter, and constant versus parameter
+    versus input are all structure: re-tracing the other branch raises."""
+    p, q = Value(1.5), Value(-0.5)
+    fn = lambda x: BRANCHES[change](x[0], p, q)  # noqa: E731
+    x = crad.leaves(np.array([1.0]))
+    tape = crad.capture(fn, x)
+    tape(np.array([2.0]))
+    tape.check()  # the captured branch: fine
+    tape(np.array([-2.0]))
+    with pytest.raises(TapeError, match="different graph"):
+        tape.check()
+    x.data = [1.0]
+    strict = crad.capture(fn, x, verify=2)
+    strict(np.array([3.0]))  # call 1: not checked
+    strict(np.array([4.0]))  # call 2: checked, same branch
+    strict(np.array([-5.0]))  # call 3: not checked (a wrong replay, as documented)
+    with pytest.raises(TapeError):
+        strict(np.array([-5.0]))  # call 4: checked
+    assert strict.calls == 3  # a refused call replays nothing and does not count
+
+
+def test_check_ignores_the_values_of_constants(arena):
+    """Constants made from data keep their captured values (documented): the
+    row max cross_entropy subtracts changes with the data, and a re-trace
+    must not call that a different graph, while the tape still replays the
+    right loss (softmax is shift-invariant)."""
+    model = MLP(3, [2], seed=0)
+    x, t = crad.leaves(np.ones((1, 3))), crad.leaves(np.eye(2)[[0]])
+    tape = crad.capture(lambda x, t: losses.cross_entropy(model(x), t), x, t, verify=1)
+    for k in range(3):
+        X = np.array([[5.0 * k, -3.0, 1.0]])
+        got = tape(X, np.eye(2)[[1]])
+        want = losses.cross_entropy(model(crad.leaves(X)), np.array([1])).data
+        assert got == pytest.approx(want, rel=1e-12)
+    assert tape.calls == 3
 
 
 def test_bad_inputs(arena):

@@ -155,3 +155,16 @@ def test_with_arena_makes_it_current():
     assert crad.current_arena() is outer
     del v
     assert a.live == 0
+
+
+@pytest.mark.parametrize("x", [3.0, -3.0])
+def test_division_by_signed_zero_follows_ieee(arena, x):
+    """x / +-0 is +-inf with the sign of x times the zero's sign (IEEE, as numpy),
+    for a constant divisor, a Value divisor and a constant numerator."""
+    a = Value(x)
+    s = math.copysign(1.0, x)
+    for zero in (0.0, -0.0, 0, np.float64(-0.0)):
+        want = s * math.copysign(math.inf, zero)
+        assert (a / zero).data == want
+        assert (a / Value(zero)).data == want
+        assert (x / Value(zero)).data == want

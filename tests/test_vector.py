@@ -118,3 +118,26 @@ def test_stack_puts_vectors_together_without_new_nodes(arena):
         crad.stack([s[0], other])
     del s
     assert arena.live == 0
+
+
+def test_division_by_signed_zero_follows_ieee(arena):
+    x = np.array([3.0, -3.0, 3.0, -3.0])
+    zeros = np.array([0.0, 0.0, -0.0, -0.0])
+    want = np.array([np.inf, -np.inf, -np.inf, np.inf])
+    v = crad.leaves(x)
+    np.testing.assert_array_equal((v / zeros).data, want)  # an array of constants
+    np.testing.assert_array_equal((v / crad.leaves(zeros)).data, want)  # a Vector
+    np.testing.assert_array_equal((v / -0.0).data, -np.sign(x) * np.inf)  # a scalar constant
+    np.testing.assert_array_equal((v / 0.0).data, np.sign(x) * np.inf)
+    np.testing.assert_array_equal((v / Value(-0.0)).data, -np.sign(x) * np.inf)  # a Value
+
+
+def test_sum_and_mean_over_each_axis_match_numpy(arena):
+    x = np.arange(1.0, 25.0).reshape(2, 3, 4) ** 1.5
+    v = crad.leaves(x)
+    for axis in (None, 0, 1, 2, -1):
+        np.testing.assert_allclose(np.asarray(v.sum(axis).data), x.sum(axis), rtol=1e-14)
+        np.testing.assert_allclose(np.asarray(v.mean(axis).data), x.mean(axis), rtol=1e-14)
+    m = v.mean(axis=1)
+    m.sum().backward()
+    np.testing.assert_allclose(v.grad, np.full(x.shape, 1 / 3), rtol=1e-15)  # d mean / d x = 1 / n along the axis

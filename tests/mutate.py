@@ -1,0 +1,178 @@
+"""Mutation testing: does the suite catch small, realistic bugs?
+
+    python -m tests.mutate                 # every mutant (many minutes)
+    python -m tests.mutate --list          # the mutants and the tests aimed at each
+    python -m tests.mutate NAME [NAME ...] # only these
+
+Each mutant is one textual edit of one file. For each: copy the repository
+(without .git and caches) to a temporary directory, plant the edit there,
+delete numba's cache files (``cache=True`` would otherwise load kernels
+compiled from the unmutated source), then run pytest with -x on the test
+files most likely to catch it and, if those pass, on the whole suite. A
+mutant is caught when pytest fails (or crashes: numba does not bounds-check).
+Prints the score and the survivors. A developer tool, not part of CI.
+
+Hypothesis runs with its example database off and a fixed seed, so that a
+run is reproducible and no mutant benefits from another's saved failures.
+Set CRAD_DATA_DIR (default: the shared MNIST directory if present) so that
+the MNIST tests run in the copy too.
+
+A mutant's ``old`` text must occur exactly once in its file: the script
+refuses to run otherwise, so a refactoring that moves code is noticed here
+instead of producing a meaningless "survivor".
+"""
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED_MNIST = ROOT.parent.parent / "shared" / "data" / "mnist"
+
+# (name, file, old, new, test files aimed at it); issue 15's seven first.
+MUTANTS = [
+    ("adam-without-bias-correction", "crad/kernels/update.py",
+     "p[j] -= lr * (mk / c1) / (np.sqrt(vk / c2) + eps)", "p[j] -= lr * mk / (np.sqrt(vk) + eps)",
+     ["test_optim.py", "test_nn.py"]),
+    ("sgd-momentum-sign-flipped", "crad/kernels/update.py",
+     "vj = momentum * vel[j] + g[j]", "vj = -momentum * vel[j] + g[j]", ["test_optim.py", "test_nn.py"]),
+    ("divide-by-negative-zero-gives-plus-inf", "crad/value.py",
+     "return self * (1.0 / c if c else math.copysign(math.inf, c))",
+     "return self * (1.0 / c if c else math.inf)", ["test_value.py"]),
+    ("neuron-parameters-without-bias", "crad/nn.py",
+     "return np.append(self.w._ids, np.int32(self.b._i))", "return self.w._ids.copy()", ["test_nn.py"]),
+    ("default-mnist-hashes-unchecked", "crad/datasets.py",
+     "sha256 = SHA256 if sha256 is None else sha256", "sha256 = {} if sha256 is None else sha256",
+     ["test_datasets.py"]),
+    ("tape-check-ops-and-wiring-only", "crad/tape.py",
+     "return ops, lpos, rpos, pw, ident", "return ops, lpos, rpos", ["test_tape.py"]),
+    ("batch-row-of-h-plus-h-freed-twice", "crad/kernels/replay.py",
+     "and last[j] == p and (j != r or l != r):", "and last[j] == p:", ["test_batch.py", "test_tape.py"]),
+    # ops: the rules
+    ("mul-backward-operands-swapped", "crad/ops.py", "return y * g, x * g", "return x * g, y * g",
+     ["test_ops.py", "test_dag.py"]),
+    ("pow-backward-without-zero-exponent-guard", "crad/ops.py",
+     "return (c * x ** (c - 1.0) * g if c != 0.0 else 0.0), 0.0", "return c * x ** (c - 1.0) * g, 0.0",
+     ["test_ops.py", "test_dag.py"]),
+    ("relu-gradient-one-at-zero", "crad/ops.py", "return (g if out > 0.0 else 0.0), 0.0",
+     "return (g if out >= 0.0 else 0.0), 0.0", ["test_ops.py", "test_dag.py"]),
+    ("tanh-backward-forgets-square", "crad/ops.py", "return (1.0 - out * out) * g, 0.0",
+     "return (1.0 - out) * g, 0.0", ["test_ops.py", "test_dag.py"]),
+    # kernels: allocation, sweeps, release, tapes
+    ("low-not-propagated", "crad/kernels/alloc.py", "    return min(lo, low_j)", "    return lo",
+     ["test_arena.py", "test_dag.py", "test_order.py"]),
+    ("sweep-skips-lowest-slot", "crad/kernels/sweep.py", "for i in range(root, lo - 1, -1):",
+     "for i in range(root, lo, -1):", ["test_order.py", "test_dag.py"]),
+    ("epoch-wrap-keeps-old-marks", "crad/kernels/sweep.py", "        I[MARK, :] = 0\n", "",
+     ["test_order.py"]),
+    ("freed-slot-stays-live", "crad/kernels/sweep.py", "I[GEN, j] += 1  # odd -> even", "I[GEN, j] += 2  # odd",
+     ["test_arena.py", "test_value.py"]),
+    ("tape-backward-keeps-input-grads", "crad/kernels/replay.py", "        F[GRAD, zero[k]] = 0.0\n",
+     "        pass\n", ["test_tape.py", "test_batch.py"]),
+    ("batch-grad-row-not-cleared", "crad/kernels/replay.py", "        if lfirst[p]:\n            G[gl, :] = 0.0\n",
+     "", ["test_batch.py", "test_tape.py"]),
+    # facade
+    ("vector-mean-divides-by-size", "crad/vector.py", "n = self.size if axis is None else self.shape[axis]",
+     "n = self.size", ["test_vector.py", "test_nn.py"]),
+    ("arena-grows-only-by-doubling", "crad/arena.py", "cap = max(2 * self.capacity, need)",
+     "cap = 2 * self.capacity", ["test_arena.py", "test_vector.py"]),
+    # nn, optimizers, losses
+    ("mlp-relu-on-output-layer", "crad/nn.py", "nonlin=relu_out or i != len(nouts) - 1",
+     "nonlin=relu_out or i != 0", ["test_nn.py", "test_micrograd_compat.py"]),
+    ("zero-grad-misses-last-of-run", "crad/kernels/update.py",
+     "F[GRAD, starts[k]:starts[k] + lengths[k]] = 0.0", "F[GRAD, starts[k]:starts[k] + lengths[k] - 1] = 0.0",
+     ["test_optim.py", "test_nn.py"]),
+    ("cross-entropy-shift-by-column-max", "crad/losses.py",
+     "    z = logits - logits.data.max(axis=1, keepdims=True)\n    lse",
+     "    z = logits - logits.data.max(axis=0, keepdims=True)\n    lse", ["test_nn.py"]),
+    ("hinge-without-relu", "crad/losses.py", "(scores * -y + 1.0).relu().mean()", "(scores * -y + 1.0).mean()",
+     ["test_nn.py", "test_micrograd_compat.py"]),
+    # datasets
+    ("idx-accepts-trailing-bytes", "crad/datasets.py", "if len(raw) != header + size:",
+     "if len(raw) < header + size:", ["test_datasets.py"]),
+    # tapes
+    ("verify-never-checks", "crad/tape.py", "if self.verify and self.calls % self.verify == 0:",
+     "if self.verify and self.calls % self.verify == 1:", ["test_tape.py"]),
+    ("tape-check-ignores-parameters", "crad/tape.py",
+     "ident = np.where(new_leaf | (a.I[K.OP][order] != LEAF), -1, order)[::-1]",
+     "ident = np.where(a.I[K.OP][order] != LEAF, -1, 0)[::-1]", ["test_tape.py"]),
+]
+
+IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.nbi", "*.nbc", ".hypothesis", ".pytest_cache",
+                                "*.egg-info", ".ruff_cache")
+
+
+def plant(copy, file, old, new):
+    path = copy / file
+    text = path.read_text()
+    if text.count(old) != 1:
+        raise SystemExit(f"{file}: the mutant's text occurs {text.count(old)} times (expected once): {old!r}")
+    path.write_text(text.replace(old, new))
+
+
+def pytest(copy, files, timeout):
+    """True if the tests pass (the mutant survives)."""
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    if SHARED_MNIST.is_dir():
+        env.setdefault("CRAD_DATA_DIR", str(SHARED_MNIST))
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0",
+           "-o", "addopts=", *(f"tests/{f}" for f in files)]
+    try:
+        r = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False  # a hang is a caught bug
+    return r.returncode == 0
+
+
+def run(mutant, timeout):
+    name, file, old, new, targets = mutant
+    with tempfile.TemporaryDirectory(prefix=f"crad-mutant-{name}-") as tmp:
+        copy = pathlib.Path(tmp) / "repo"
+        shutil.copytree(ROOT, copy, ignore=IGNORE)
+        plant(copy, file, old, new)
+        # hypothesis' example database off: each mutant is judged on the same examples
+        (copy / "tests" / "conftest.py").open("a").write(
+            "\n\nimport hypothesis as _h\n_h.settings.register_profile('mutate', database=None)\n"
+            "_h.settings.load_profile('mutate')\n")
+        if pytest(copy, targets, timeout):
+            return "survived" if pytest(copy, [], timeout) else "caught by the full suite"
+        return "caught"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tests.mutate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", help="run only these mutants")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (a hang counts as caught)")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, file, _, _, targets in MUTANTS:
+            print(f"{name:45s} {file:26s} {' '.join(targets)}")
+        return 0
+    unknown = set(args.names) - {m[0] for m in MUTANTS}
+    if unknown:
+        raise SystemExit(f"unknown mutants: {', '.join(sorted(unknown))} (see --list)")
+    chosen = [m for m in MUTANTS if not args.names or m[0] in args.names]
+    for name, file, old, _, _ in chosen:  # refuse stale mutants before spending minutes on the others
+        if (ROOT / file).read_text().count(old) != 1:
+            raise SystemExit(f"{name}: its text no longer occurs exactly once in {file}; update the mutant")
+    survivors = []
+    for k, m in enumerate(chosen, 1):
+        t0 = time.perf_counter()
+        verdict = run(m, args.timeout)
+        print(f"[{k}/{len(chosen)}] {m[0]}: {verdict} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if verdict == "survived":
+            survivors.append(m[0])
+    caught = len(chosen) - len(survivors)
+    print(f"\ncaught {caught} of {len(chosen)} ({100 * caught / len(chosen):.0f}%)")
+    if survivors:
+        print("survivors:\n  " + "\n  ".join(survivors))
+    return 0 if not survivors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Batched tapes on random programs: the register allocator's oracle.
+
+``tape.batch`` runs a compiled program whose values and gradients live in
+rows that ``kernels.tape_rows`` reuses. Random programs stress exactly what
+a wrong allocation breaks: shared subexpressions, a node used as both
+operands (h + h, h * h), values read again far from where they were made,
+leaf roots, and every op. Each sample of a batch must give what a single
+replay and a rebuilt graph give.
+
+Exactness: a batch computes each sample's values with the same forward rule
+in the same order as a replay, so values agree bit for bit. Gradients too at
+B = 1. At B > 1 a parameter's gradient sums the same terms in another order
+(per op over the batch, instead of per sample over the ops); with leaves 0
+or >= 1e-3 and every node's value and gradient below 1e6 (as in test_dag), that moves
+only the last bits: rtol = atol = 1e-9.
+"""
+import numpy as np
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from test_dag import BINARY, UNARY, apply, leaf
+
+import crad
+
+SELF = ["self_add", "self_mul"]  # h + h and h * h: one node as both operands
+
+# An operand, counted back from the newest node: one just made (its row is
+# freed right after this use, the allocator's hard case) or any (far reuse).
+back = st.one_of(st.integers(0, 2), st.integers(0, 10**6))
+# Ops that do not read their operands (add; exp, relu, tanh read their own
+# output) let operand rows be reused during the forward pass: drawn more often.
+REUSING = ["add", "self_add", "exp", "relu", "tanh"]
+step = st.tuples(st.sampled_from(UNARY + BINARY + SELF + REUSING * 3), back, back,
+                 st.sampled_from([-2.0, -0.5, 0.5, 1.0, 3.0]))
+program = st.fixed_dictionaries({
+    "params": st.lists(leaf, min_size=1, max_size=3),
+    "inputs": st.lists(leaf, min_size=1, max_size=3),
+    "steps": st.lists(step, min_size=0, max_size=30),
+    # the newest node; a fan-in of intermediates (which keeps rows alive to the end); or any node, leaves too
+    "root": st.one_of(st.just("last"), st.just("fan-in"), st.integers(0, 10**6)),
+    "batch": st.sampled_from([1, 3]),
+})
+
+
+def build(params, x, prog, nodes=None):
+    """The program over parameter and input Values: each step reads earlier
+    nodes. Appends every node it makes to ``nodes`` if given."""
+    nodes = [] if nodes is None else nodes
+    nodes += list(params) + list(x)
+    for kind, i, j, c in prog["steps"]:
+        a, b = (nodes[len(nodes) - 1 - k % len(nodes)] for k in (i, j))
+        if kind in SELF:
+            nodes.append(a + a if kind == "self_add" else a * a)
+        else:
+            nodes.append(apply(kind, a, b, c))
+    if prog["root"] == "last":
+        return nodes[-1]
+    if prog["root"] != "fan-in":
+        return nodes[prog["root"] % len(nodes)]
+    out = nodes[-1]
+    for n in nodes[len(params) + len(x):-1][::3]:  # fan-in: the root uses several intermediates
+        out = out + n
+    return out
+
+
+def small(*arrays):
+    return all(np.isfinite(a).all() and (np.abs(a) < 1e6).all() for a in arrays)
+
+
+# h = x + p; s = h + h (the last use of h, whose row must be freed once);
+# u = tanh(s) and v = exp(s) then need two rows; root u + v.
+H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
+            "steps": [("add", 0, 1, 1.0), ("self_add", 0, 0, 1.0), ("tanh", 0, 0, 1.0), ("exp", 1, 0, 1.0),
+                      ("add", 0, 1, 1.0)]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(program, st.lists(leaf, min_size=9, max_size=9))
+@example(H_PLUS_H, [0.75] * 9)
+@example(dict(H_PLUS_H, steps=[(k.replace("add", "mul"), i, j, c) for k, i, j, c in H_PLUS_H["steps"]]),
+         [0.75] * 9)  # h * h
+def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
+    B, k = prog["batch"], len(prog["inputs"])
+    X = np.array(data[: B * k]).reshape(B, k)
+    with crad.Arena(capacity=8) as a, np.errstate(all="ignore"):
+        params = crad.leaves(np.array(prog["params"]))
+        tape = crad.capture(lambda x: build(params, x, prog), crad.leaves(np.array(prog["inputs"])))
+        # rebuilt graphs, one per sample: the reference values and gradients
+        want, want_grads, bounded = [], [], True
+        for b in range(B):
+            params.grad = 0.0
+            nodes = []
+            ref = build(params, crad.leaves(X[b]), prog, nodes)
+            ref.backward()
+            want.append(ref.data)
+            want_grads.append(params.grad)
+            bounded &= small([n.data for n in nodes] + [ref.data], [n.grad for n in nodes])
+            del ref, nodes
+        singles, g_singles = [], 0.0
+        for b in range(B):  # each from zero: a parameter root's grad is set to 1, not accumulated
+            params.grad = 0.0
+            singles.append(tape(X[b], backward=True))
+            g_singles = g_singles + params.grad
+        params.grad = 0.0
+        got = tape.batch(X, reduction="sum")
+        g_batch = params.grad
+        np.testing.assert_array_equal(got, singles)
+        np.testing.assert_array_equal(got, want)
+        if B == 1:
+            np.testing.assert_array_equal(g_batch, g_singles)
+        assume(bounded)
+        np.testing.assert_allclose(g_batch, g_singles, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(g_batch, np.sum(want_grads, axis=0), rtol=1e-9, atol=1e-9)
+        params.grad = 0.0
+        mean = tape.batch(X)  # reduction="mean": the same values, gradients / B
+        np.testing.assert_array_equal(mean, got)
+        np.testing.assert_allclose(params.grad * B, g_batch, rtol=1e-12, atol=1e-12)
+        del tape
+        assert a.live == len(prog["params"])  # the tape, inputs and rebuilt graphs all freed
