@@ -1,0 +1,360 @@
+"""Trying to crash or corrupt crad from its public API.
+
+Each test states what a user could do and what must hold afterwards (a clear
+exception, the right answer, the arena's invariants). Bugs found are marked
+``xfail(strict=True)`` with a minimal repro in the reason: fix, then un-xfail.
+Anything that could take the interpreter down runs in a subprocess.
+"""
+import gc
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import crad_model as cm  # noqa: E402
+
+import crad  # noqa: E402
+from crad import StaleValueError, Value  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_isolated(code, timeout=600):
+    """Run code in a fresh interpreter; returns (returncode, stdout + stderr)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+# -- bugs found: minimal repros ---------------------------------------------------
+GC_REENTRY = """
+    import crad
+    from crad import Value
+    g = Value(3.0)
+
+    class Cyclic:                      # a user object in a reference cycle...
+        def __init__(self):
+            self.me = self
+        def __del__(self):             # ...that reads a Value when the collector frees it
+            g.data
+
+    x = Value(2.0)
+    for i in range(20000):
+        Cyclic()
+        y = (x * 1.5).tanh()
+    del y
+    a = crad.default_arena()
+    print(a.live)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Arena._sync is not reentrant. A collection that runs inside it (any allocation: the rel[:n] slice, "
+    "the kernel dispatch) runs user __del__s and gc.callbacks; if one touches crad (.data read, an op, "
+    "retain/release) it applies the same journal again (REFS and live counted twice), or records into a block "
+    "that is then given back. Repro: a cyclic object whose __del__ reads g.data, made in a loop of "
+    "y = (x * 1.5).tanh(): live ends at 258 instead of 2, GEN parity disagrees with live, and with an op "
+    "instead of the read, x itself raises StaleValueError. Releases queued there by plain handle drops carry "
+    "a stale position and are lost (a leak)."))
+def test_gc_inside_journal_apply_keeps_the_arena_exact():
+    rc, out = run_isolated(GC_REENTRY)
+    assert rc == 0, out
+    assert out.split()[-1] == "2", out
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Releases queued while Arena._sync runs (a handle collected by a gc pass inside it, or dropped by "
+    "another thread) carry the old journal position; journal_apply never applies positions beyond the next "
+    "journal's length, so they are lost, and every release queued behind them too. Repro: gc.callbacks "
+    "that pops a Value from a list, gc.set_threshold(1), a loop of y = x * 1.5 + 1.0: live ends above the "
+    "handles held."))
+def test_handles_collected_during_apply_are_released():
+    rc, out = run_isolated("""
+        import gc, crad
+        from crad import Value
+        drops = [Value(float(i)) for i in range(500)]
+        def cb(phase, info):
+            if phase == "start" and drops:
+                drops.pop()
+        gc.callbacks.append(cb)
+        gc.set_threshold(1)
+        x = Value(2.0)
+        for i in range(2000):
+            y = x * 1.5 + 1.0
+            y.data
+        gc.set_threshold(700)
+        gc.callbacks.remove(cb)
+        del y
+        print(len(drops), crad.default_arena().live)
+    """)
+    n, live = map(int, out.split()[-2:])
+    assert live == n + 1, out
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "capture() does not check that fn's root belongs to the inputs' arena: order_of walks the root's slot "
+    "in the wrong arena's columns, out of bounds. Repro: x = crad.leaves([1.0]); with crad.Arena(capacity="
+    "1 << 20): far = crad.leaves(np.zeros(100000)); other = far[99999] * 2.0; then "
+    "crad.capture(lambda x: other, x) -> segmentation fault."))
+def test_capture_of_a_root_in_another_arena_raises():
+    rc, out = run_isolated("""
+        import numpy as np, crad
+        x = crad.leaves([1.0])
+        with crad.Arena(capacity=1 << 20):
+            far = crad.leaves(np.zeros(100000))
+            other = far[99999] * 2.0
+        try:
+            crad.capture(lambda x: other, x)
+        except ValueError as e:
+            print("refused:", e)
+    """)
+    assert rc == 0 and "refused" in out, f"exit code {rc}\n{out}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "A tape replays slots, not handles: after tape.root.release() (root is a public attribute; also "
+    "tape.outputs) its graph is freed, but tape(...) still runs and writes the values and grads of "
+    "whatever nodes reuse those slots. Repro: w = crad.leaves([2., 3.]); x = crad.leaves([1., 1.]); "
+    "t = crad.capture(lambda x: (w * x).sum().tanh(), x); t.root.release(); j = crad.leaves(np.full(10, 7.)); "
+    "t(np.array([5., 5.]), backward=True) -> j.data is [0 0 0 0 7 ...], j.grad has a 1.0. "
+    "Tape._live should check the root's generation (or the tape hold its own reference)."))
+def test_tape_after_its_root_was_released(arena):
+    w = crad.leaves([2.0, 3.0])
+    x = crad.leaves([1.0, 1.0])
+    t = crad.capture(lambda x: (w * x).sum().tanh(), x)
+    t.root.release()
+    junk = crad.leaves(np.full(10, 7.0))
+    try:
+        t(np.array([5.0, 5.0]), backward=True)
+    except StaleValueError:
+        pass
+    assert (junk.data == 7.0).all() and (junk.grad == 0.0).all(), (junk.data, junk.grad)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "A 0-d Vector (v.sum(axis=0) of a 1-d v, or crad.leaves(np.float64(3.0))) cannot be read: .data and "
+    ".grad raise 'ValueError: Cannot set flags on array scalars' (fancy indexing with a 0-d id array gives "
+    "a numpy scalar, and _readonly sets its flags). Repro: crad.leaves([1.0]).sum(axis=0).data"))
+def test_zero_d_vector_data(arena):
+    s = crad.leaves([1.0, 2.0]).sum(axis=0)
+    assert s.shape == () and float(s.data) == 3.0 and float(s.grad) == 0.0
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "Sums of nothing over an axis fail inside numpy: for ids of shape (0, 3), sum(axis=0) reshapes the "
+    "moved (3, 0) array with reshape(-1, 0), which numpy refuses ('cannot reshape array of size 0 into "
+    "shape (0)'), so the branch meant for it (rows.shape[1] == 0: new leaves 0.0) is unreachable. Repro: "
+    "(crad.leaves([1.0])[:0].reshape(0, 1) * np.ones(3)).sum(axis=0)"))
+def test_sum_over_an_empty_axis(arena):
+    m = crad.leaves([1.0])[:0].reshape(0, 1) * np.ones(3)
+    assert m.sum(axis=0).data.tolist() == [0.0] * 3
+
+
+@pytest.mark.xfail(strict=True, raises=(IndexError, TypeError), reason=(
+    "Vector.mean validates axis only after indexing shape with it: v.mean(axis=5) raises a bare "
+    "'IndexError: tuple index out of range', v.mean(axis=1.5) a TypeError about tuple indices (sum says "
+    "'axis must be None or an int in [-2, 2)'). Same for len() of a 0-d Vector. "
+    "Repro: crad.leaves(np.ones((2, 3))).mean(axis=5)"))
+def test_mean_with_a_bad_axis_says_so(arena):
+    v = crad.leaves(np.ones((2, 3)))
+    for axis in (5, 1.5):
+        with pytest.raises(ValueError, match="axis"):
+            v.mean(axis=axis)
+
+
+@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
+    "arena= is not validated: Value(1.0, arena=5) raises AttributeError: 'int' object has no attribute "
+    "'_owner'; crad.leaves([1.0], arena='x') AttributeError ... 'build'. Expected a TypeError naming arena."))
+def test_arena_argument_is_validated():
+    with pytest.raises(TypeError, match="arena"):
+        Value(1.0, arena=5)
+    with pytest.raises(TypeError, match="arena"):
+        crad.leaves([1.0], arena="x")
+
+
+# -- hardening that holds ------------------------------------------------------------
+def test_deep_chain_of_python_operators_with_drops_between(arena):
+    """A 2 * 10^5-deep chain through the journal, with blocks claimed and
+    given back many times; backward and release iterate (no recursion)."""
+    x = Value(0.5)
+    y = x
+    for k in range(200_000):
+        y = y * 1.0000001 + 0.0
+        if k % 50_000 == 0:
+            y.data  # applies the journal mid-chain
+    assert arena.live == 1 + 4 * 200_000
+    y.backward()
+    assert x.grad == pytest.approx(1.0000001 ** 200_000, rel=1e-9)
+    del y
+    assert arena.live == 1
+    cm.invariants(arena)
+
+
+def test_nan_and_inf_propagate_without_exceptions(arena):
+    a, b = Value(math.nan), Value(math.inf)
+    vals = [(a + 1.0).data, (b - b).data, (b * 0.0).data, Value(0.0).log().data, Value(-1.0).log().data,
+            (Value(0.0) ** -1).data, (Value(-8.0) ** (1 / 3)).data, Value(1e300).exp().data,
+            (Value(1.0) / 0).data, (Value(1.0) / -0.0).data]
+    assert math.isnan(vals[0]) and math.isnan(vals[1]) and math.isnan(vals[2])
+    assert vals[3] == -math.inf and math.isnan(vals[4]) and vals[5] == math.inf and math.isnan(vals[6])
+    assert vals[7] == math.inf and vals[8] == math.inf and vals[9] == -math.inf
+    v = crad.leaves([math.nan, math.inf, -math.inf, 0.0])
+    s = (v * 2.0).tanh().sum()
+    s.backward()
+    assert math.isnan(s.data)
+    cm.invariants(arena)
+
+
+def test_empty_inputs_everywhere(arena):
+    v = crad.leaves([1.0, 2.0, 3.0])
+    e = v[:0]
+    assert e.shape == (0,) and (e + 1.0).shape == (0,) and (e * e).shape == (0,) and e.exp().shape == (0,)
+    assert e.sum().data == 0.0 and crad.dot(e, e).data == 0.0
+    with pytest.raises(ValueError, match="no elements"):
+        e.mean()
+    with pytest.raises(ValueError, match="broadcast"):
+        v + np.array([])
+    with pytest.raises(ValueError):
+        crad.leaves([])
+    with pytest.raises(ValueError):
+        crad.Vector([])
+    m = v[:0].reshape(0, 1) * np.ones(3)
+    assert m.shape == (0, 3) and m.sum(axis=1).shape == (0,) and m.mean(axis=1).shape == (0,)
+    assert arena.live == 3  # v's leaves: empty operands made no nodes, and the temporaries were freed
+    cm.invariants(arena)
+
+
+def test_bad_input_leaves_the_arena_unchanged(arena):
+    x = Value(2.0)
+    v = crad.leaves([1.0, 2.0])
+    before = (arena.live, arena.stats()["made"])
+    bad = [lambda: x + "a", lambda: x ** x, lambda: 2 ** x, lambda: Value("1"), lambda: Value(1.0, (x,)),
+           lambda: v + np.array(["a", "b"]), lambda: v[5], lambda: v.reshape(3), lambda: v ** v,
+           lambda: crad.dot(v, crad.leaves([1.0, 2.0, 3.0])), lambda: v.sum(axis=2), lambda: x + [1.0],
+           lambda: setattr(v, "data", np.zeros(3)), lambda: setattr(x, "data", "1"),
+           lambda: setattr(v, "grad", np.array(["x", "y"])), lambda: crad.leaves(["a"]),
+           lambda: crad.capture(lambda x: x, x * 2.0), lambda: crad.capture(lambda x: 3.0, v)]
+    for f in bad:
+        with pytest.raises((TypeError, ValueError, IndexError)):
+            f()
+    gc.collect()
+    assert (arena.live, arena.stats()["made"]) == (before[0], before[1] + 5), "only x * 2.0 and the three leaves for dot were made"
+    cm.invariants(arena)
+
+
+def test_exception_mid_expression_frees_the_partial_graph(arena):
+    x = Value(1.0)
+    for _ in range(100):
+        with pytest.raises(TypeError):
+            ((x * 2.0 + x).tanh() - "oops")
+        with pytest.raises(ValueError):
+            crad.leaves([1.0, 2.0]) * 2.0 + crad.leaves([1.0, 2.0, 3.0])
+    assert arena.live == 1
+    cm.invariants(arena)
+
+
+def test_growth_while_handles_and_views_are_held():
+    """Arena growth (columns copied: in the journal's claims and in kernel
+    calls) between taking a handle, reading and writing through it."""
+    with crad.Arena(capacity=1) as a:
+        x = Value(1.0)
+        vs = [x * float(k) for k in range(3000)]  # growth during the journal's claims
+        big = crad.leaves(np.arange(20000.0))     # growth in a kernel call
+        x.data = 5.0
+        assert x.data == 5.0 and vs[7].data == 7.0
+        s = big.sum() + vs[-1]
+        s.backward()
+        assert x.grad == 2999.0 and (big.grad == 1.0).all()
+        assert a.capacity >= 20000 + 6000
+        del vs, s
+        assert a.live == 1 + 20000
+        cm.invariants(a)
+
+
+def test_mixed_arenas_refused_both_ways_and_unchanged():
+    a, b = crad.Arena(), crad.Arena()
+    x, y = Value(1.0, arena=a), Value(2.0, arena=b)
+    u, w = crad.leaves([1.0], arena=a), crad.leaves([1.0], arena=b)
+    before = (a.live, b.live)
+    for f in (lambda: x + y, lambda: y * x, lambda: u + w, lambda: u * y, lambda: x - w, lambda: crad.dot(u, w),
+              lambda: crad.Vector([x, y]), lambda: crad.losses.mse(u, w)):
+        with pytest.raises(ValueError, match="arena"):
+            f()
+    gc.collect()
+    assert (a.live, b.live) == before
+    cm.invariants(a)
+    cm.invariants(b)
+
+
+def test_stale_handles_of_every_kind(arena):
+    x = Value(1.0)
+    y = x * 2.0
+    c = x.retain()
+    v = crad.leaves([1.0, 2.0])
+    model = crad.MLP(2, [2, 1], seed=0)
+    opt = crad.optim.SGD(model, lr=0.1)
+    x.release()
+    v.release()
+    model.layers[0].W.release()
+    for f in (lambda: x.data, lambda: x + 1.0, lambda: x.backward(), lambda: x.release(), lambda: v.data,
+              lambda: v + 1.0, lambda: v[0], lambda: model(np.zeros((1, 2))), lambda: model.zero_grad(),
+              lambda: model.predict(np.zeros((1, 2))), lambda: model.parameters()):
+        with pytest.raises(StaleValueError):
+            f()
+    assert c.data == 1.0 and y.data == 2.0  # the other handles of x's node are intact
+    opt.step()  # the optimizer owns references of its own
+    del y, c, opt, model
+    assert arena.live == 0
+    cm.invariants(arena)
+
+
+def test_copies_hold_their_own_references(arena):
+    import copy
+    x = Value(3.0)
+    y = x * 2.0
+    c = copy.copy(x)
+    del c, x
+    z = Value(-7.0)
+    y.backward()
+    assert z.grad == 0.0 and y.data == 6.0
+    m = crad.MLP(2, [2], seed=0)
+    with pytest.raises(TypeError):
+        copy.deepcopy(m)
+    import pickle
+    with pytest.raises(TypeError):
+        pickle.dumps(m)
+    cm.invariants(arena)
+
+
+def test_user_del_that_drops_handles_outside_the_journal(arena):
+    """A __del__ that only drops crad handles (no crad call) is safe: the
+    release is queued and applied in order."""
+    class Holder:
+        def __init__(self, v):
+            self.v = v
+
+    x = Value(2.0)
+    for _ in range(2000):
+        h = Holder(x * 3.0)
+        h.me = h  # a cycle: freed by the collector at some later allocation
+    del h
+    gc.collect()
+    assert arena.live == 1
+    cm.invariants(arena)
+
+
+def test_anomaly_mode_reports_user_line_through_the_journal(arena):
+    x = Value(0.0)
+    with crad.detect_anomaly():
+        y = x + 1.0
+        with pytest.raises(crad.AnomalyError, match=r"log.*test_adversarial.py"):
+            (x * 1.0).log()
+        assert y.data == 1.0
+    gc.collect()
+    assert arena.live == 1 + 2 + 0  # x, y and its constant; the failed node and its operands were freed
+    cm.invariants(arena)
