@@ -145,14 +145,9 @@ def test_zero_d_vector_data(arena):
     assert s.shape == () and float(s.data) == 3.0 and float(s.grad) == 0.0
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "Sums of nothing over an axis fail inside numpy: for ids of shape (0, 3), sum(axis=0) reshapes the "
-    "moved (3, 0) array with reshape(-1, 0), which numpy refuses ('cannot reshape array of size 0 into "
-    "shape (0)'), so the branch meant for it (rows.shape[1] == 0: new leaves 0.0) is unreachable. Repro: "
-    "(crad.leaves([1.0])[:0].reshape(0, 1) * np.ones(3)).sum(axis=0)"))
 def test_sum_over_an_empty_axis(arena):
     m = crad.leaves([1.0])[:0].reshape(0, 1) * np.ones(3)
-    assert m.sum(axis=0).data.tolist() == [0.0] * 3
+    assert m.sum(axis=0).data.tolist() == [0.0] * 3 and m.sum(axis=1).shape == (0,)
 
 
 @pytest.mark.xfail(strict=True, raises=(IndexError, TypeError), reason=(
@@ -168,13 +163,15 @@ def test_mean_with_a_bad_axis_says_so(arena):
 
 
 @pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "arena= is not validated: Value(1.0, arena=5) raises AttributeError: 'int' object has no attribute "
-    "'_owner'; crad.leaves([1.0], arena='x') AttributeError ... 'build'. Expected a TypeError naming arena."))
+    "arena= is validated by Value() only: crad.leaves([1.0], arena='x') and crad.MLP(2, [1], arena=3) "
+    "raise AttributeError: ... has no attribute 'build'. Expected Value()'s TypeError naming arena."))
 def test_arena_argument_is_validated():
     with pytest.raises(TypeError, match="arena"):
         Value(1.0, arena=5)
     with pytest.raises(TypeError, match="arena"):
         crad.leaves([1.0], arena="x")
+    with pytest.raises(TypeError, match="arena"):
+        crad.MLP(2, [1], arena=3)
 
 
 # -- hardening that holds ------------------------------------------------------------
