@@ -136,6 +136,25 @@ def test_tape_after_its_root_was_released(arena):
     assert (junk.data == 7.0).all() and (junk.grad == 0.0).all(), (junk.data, junk.grad)
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "Same cause with the inputs: a tape writes its inputs by slot. Repro: w = crad.leaves([2.]); "
+    "x = crad.leaves([1., 1.]); t = crad.capture(lambda x: w.sum() * 1.0, x); del x; "
+    "t.inputs[0].release(); j = crad.leaves(np.full(5, 7.)); t(np.array([5., 5.])) -> j.data is "
+    "[5 5 7 7 7]: the replay wrote the new input values into j's leaves."))
+def test_tape_after_its_input_was_released(arena):
+    w = crad.leaves([2.0])
+    x = crad.leaves([1.0, 1.0])
+    t = crad.capture(lambda x: w.sum() * 1.0, x)
+    del x
+    t.inputs[0].release()
+    junk = crad.leaves(np.full(5, 7.0))
+    try:
+        t(np.array([5.0, 5.0]))
+    except StaleValueError:
+        pass
+    assert (junk.data == 7.0).all(), junk.data
+
+
 @pytest.mark.xfail(strict=True, raises=ValueError, reason=(
     "A 0-d Vector (v.sum(axis=0) of a 1-d v, or crad.leaves(np.float64(3.0))) cannot be read: .data and "
     ".grad raise 'ValueError: Cannot set flags on array scalars' (fancy indexing with a 0-d id array gives "
