@@ -76,7 +76,42 @@ def local_grads(op, x, y, c, out, g):
     raise AssertionError(op)
 
 
-class Node:
+class Derived:
+    """What Node and Vec build from their own ``_unary(op)``, ``+``, ``*``
+    and ``**``, exactly as micrograd does: the unary primitives, -x = x * -1,
+    c - x = (-x) + c, c / x = x ** -1 * c, reflected + and * with x left."""
+
+    __slots__ = ()
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __radd__(self, o):
+        return self + o
+
+    def __rmul__(self, o):
+        return self * o
+
+    def __rsub__(self, o):
+        return (-self) + o
+
+    def __rtruediv__(self, o):
+        return self ** -1 * o
+
+    def relu(self):
+        return self._unary(RELU)
+
+    def exp(self):
+        return self._unary(EXP)
+
+    def log(self):
+        return self._unary(LOG)
+
+    def tanh(self):
+        return self._unary(TANH)
+
+
+class Node(Derived):
     """A model node: micrograd's Value, with a creation key (operands always
     have smaller keys, so descending keys are a reverse topological order)."""
 
@@ -110,22 +145,12 @@ class Node:
     def __pow__(self, e):
         return Node(POW, self, c=float(e))
 
-    def __neg__(self):
-        return self * -1.0
-
-    def __radd__(self, o):
-        return self + o
-
-    def __rmul__(self, o):
-        return self * o
 
     def __sub__(self, o):
         if isinstance(o, Vec):
             return NotImplemented
         return self + (-o)
 
-    def __rsub__(self, o):
-        return (-self) + o
 
     def __truediv__(self, o):
         if isinstance(o, Vec):
@@ -135,20 +160,9 @@ class Node:
         c = float(o)
         return self * (1.0 / c if c else math.copysign(math.inf, c))
 
-    def __rtruediv__(self, o):
-        return self ** -1 * o
 
-    def relu(self):
-        return Node(RELU, self)
-
-    def exp(self):
-        return Node(EXP, self)
-
-    def log(self):
-        return Node(LOG, self)
-
-    def tanh(self):
-        return Node(TANH, self)
+    def _unary(self, op):
+        return Node(op, self)
 
 
 def leaf(x):
@@ -186,7 +200,7 @@ def apply_rules(nodes):
                 m.mag += abs(float(g)) if np.isfinite(g) else math.inf
 
 
-class Vec:
+class Vec(Derived):
     """A model Vector: an object array of Nodes, numpy's broadcasting."""
 
     __array_ufunc__ = None
@@ -238,22 +252,12 @@ class Vec:
     def __pow__(self, e):
         return self._map(POW, exponent=float(e))
 
-    def __neg__(self):
-        return self * -1.0
-
-    def __radd__(self, o):
-        return self + o
-
-    def __rmul__(self, o):
-        return self * o
 
     def __sub__(self, o):
         if isinstance(o, (Vec, Node)):
             return self + (-o)
         return self + (-np.asarray(o, np.float64))
 
-    def __rsub__(self, o):
-        return (-self) + o
 
     def __truediv__(self, o):
         if isinstance(o, (Vec, Node)):
@@ -261,20 +265,9 @@ class Vec:
         with np.errstate(divide="ignore"):
             return self * (np.float64(1.0) / np.asarray(o, np.float64))
 
-    def __rtruediv__(self, o):
-        return self ** -1 * o
 
-    def relu(self):
-        return self._map(RELU)
-
-    def exp(self):
-        return self._map(EXP)
-
-    def log(self):
-        return self._map(LOG)
-
-    def tanh(self):
-        return self._map(TANH)
+    def _unary(self, op):
+        return self._map(op)
 
     def __getitem__(self, key):
         sub = self.n[key]
