@@ -286,7 +286,7 @@ class Vec(Derived):
                 s = Node(ADD, s, m)
             return s
         moved = np.moveaxis(self.n, axis, -1)
-        rows = moved.reshape(-1, moved.shape[-1])
+        rows = moved.reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1])  # not -1: ambiguous when empty
         out = np.empty(rows.shape[0], object)
         for k, row in enumerate(rows):
             out[k] = Vec(row).sum()
