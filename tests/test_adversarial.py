@@ -169,6 +169,17 @@ def test_sum_over_an_empty_axis(arena):
     assert m.sum(axis=0).data.tolist() == [0.0] * 3 and m.sum(axis=1).shape == (0,)
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "copy.copy of a 0-d Vector (and v[...] on it) returns a Value, not a Vector: Vector.__getitem__ takes "
+    "every 0-d result for a scalar index. Code that then uses it as a Vector fails (.ndim, .reshape), and "
+    "v_copy + w puts the operands the other way round (Vector + Value is w_k + v). Found by the fuzz. "
+    "Repro: type(copy.copy(crad.leaves([1.0]).sum(axis=0))) is Value"))
+def test_copy_of_a_zero_d_vector_is_a_vector(arena):
+    import copy
+    s = crad.leaves([1.0, 2.0]).sum(axis=0)
+    assert isinstance(copy.copy(s), crad.Vector) and isinstance(s[...], crad.Vector)
+
+
 @pytest.mark.xfail(strict=True, raises=(IndexError, TypeError), reason=(
     "Vector.mean validates axis only after indexing shape with it: v.mean(axis=5) raises a bare "
     "'IndexError: tuple index out of range', v.mean(axis=1.5) a TypeError about tuple indices (sum says "

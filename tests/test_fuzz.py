@@ -256,6 +256,8 @@ class CradMachine(RuleBasedStateMachine):
             with pytest.raises(TypeError):
                 copy.deepcopy(h) if how == "deepcopy" else pickle.dumps(h)
             return
+        if isinstance(h, Vector) and h.ndim == 0:
+            return  # copy.copy of a 0-d Vector gives a Value: test_adversarial.py
         c = copy.copy(h) if how == "copy" or isinstance(h, Vector) else h.retain()
         assert c is not h
         pool.append((c, m))
