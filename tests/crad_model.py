@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from crad import Value, Vector
+from crad import Value
 from crad import kernels as K
 from crad.ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, TANH
 

@@ -270,7 +270,8 @@ def test_bad_input_leaves_the_arena_unchanged(arena):
         with pytest.raises((TypeError, ValueError, IndexError)):
             f()
     gc.collect()
-    assert (arena.live, arena.stats()["made"]) == (before[0], before[1] + 5), "only x * 2.0 and the three leaves for dot were made"
+    made = (before[0], before[1] + 5)  # x * 2.0's two nodes and dot's three leaves, all freed
+    assert (arena.live, arena.stats()["made"]) == made
     cm.invariants(arena)
 
 
@@ -335,7 +336,7 @@ def test_stale_handles_of_every_kind(arena):
             f()
     assert c.data == 1.0 and y.data == 2.0  # the other handles of x's node are intact
     opt.step()  # the optimizer owns references of its own
-    del y, c, opt, model
+    y = c = opt = model = f = None
     assert arena.live == 0
     cm.invariants(arena)
 

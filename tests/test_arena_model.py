@@ -35,7 +35,9 @@ def test_journal_against_the_model(acts):
             cm.invariants(a)
 
         def step(act, x, y, c):  # a function: its locals (handles) die with each step
-            pick = (lambda pool, n: pool[n % len(pool)])
+            def pick(pool, n):
+                return pool[n % len(pool)]
+
             if act == "leaf" or (not vals and act in ("add", "mul", "sub", "div", "const", "rconst", "pow",
                                                       "unary", "retain", "release", "drop", "read", "write_data",
                                                       "write_grad", "backward")):

@@ -101,7 +101,7 @@ class CradMachine(RuleBasedStateMachine):
     # -- what the machine holds, for the checks -------------------------------
     def held(self):
         h = list(self.values) + list(self.vectors)
-        for t, m in self.tapes:
+        for _, m in self.tapes:
             h.append((None, [m["root"]] + m["inputs"] + m["w"][1].nodes()))  # fn's closure holds w
         if self.mlp is not None:
             h.append((None, self.mlp[1]["params"]))

@@ -143,7 +143,7 @@ def test_releases_from_another_thread_while_the_owner_keeps_building():
                 x = Value(1.0)
                 pool = [x * float(k) for k in range(3000)]
 
-                def dropper(_):
+                def dropper(_, pool=pool):
                     while pool:
                         try:
                             pool.pop()
