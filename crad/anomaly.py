@@ -6,6 +6,7 @@ facade's cost is one list test per emission.
 """
 import contextlib
 import os
+import threading
 import traceback
 
 import numpy as np
@@ -19,7 +20,20 @@ class AnomalyError(FloatingPointError):
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
-active = []  # one dict (slot -> creation site) per active detect_anomaly() block
+# One dict (slot -> creation site) per active detect_anomaly() block, in any
+# thread: the facade's cheap test ("is anyone debugging?"). Each thread's own
+# blocks are in _local.blocks: only those make its operations checked.
+active = []
+_local = threading.local()
+
+
+def mine():
+    """This thread's active blocks (the innermost last); empty when off here."""
+    try:
+        return _local.blocks
+    except AttributeError:
+        _local.blocks = []
+        return _local.blocks
 
 
 def _user_site():
@@ -42,7 +56,7 @@ def _describe(a, i, sites):
 def check_new(a, new):
     """Called by the facade, when ``active``, after it emitted the nodes of
     slots ``new`` (applied): record where they were made, raise on a bad value."""
-    sites = active[-1]
+    sites = mine()[-1]
     new = np.asarray(new)
     site = _user_site()
     for i in new:
@@ -60,10 +74,10 @@ def check_backward(a, n):
     bad = order[~np.isfinite(a.F[K.GRAD][order])]
     if bad.size:
         i = int(bad[0])
-        msg = f"gradient {float(a.F[K.GRAD, i])!r} at {_describe(a, i, active[-1])}"
+        msg = f"gradient {float(a.F[K.GRAD, i])!r} at {_describe(a, i, mine()[-1])}"
         users = order[(a.I[K.LHS][order] == i) | (a.I[K.RHS][order] == i)]
         if users.size:  # the first user processed: its backward rule produced the bad value
-            msg += f"; produced by the backward of {_describe(a, int(users[0]), active[-1])}"
+            msg += f"; produced by the backward of {_describe(a, int(users[0]), mine()[-1])}"
         raise AnomalyError(msg)
 
 
@@ -73,11 +87,14 @@ def detect_anomaly():
     gradient (after backward) is NaN or inf, naming its op, its operands'
     values and the line of user code that created it. Slower: for debugging.
     Replayed tapes are not checked."""
-    active.append({})
+    sites = {}
+    active.append(sites)
+    mine().append(sites)
     try:
         yield
     finally:
-        active.pop()
+        mine().pop()
+        active.remove(sites)
 
 
 def checked(handle, new):
@@ -85,7 +102,7 @@ def checked(handle, new):
     new handle (a Value or a Vector): in anomaly mode, check them; on a bad
     value the handle is released (its nodes freed, the arena as before) and
     the error raised."""
-    if active:
+    if active and mine():
         try:
             check_new(handle._arena, new)
         except AnomalyError:
@@ -98,6 +115,8 @@ def check_record(handle, n):
     """checked() for a Value whose node (and, with n == 2, its constant
     leaf) is the journal's last record: anomaly mode applies every record
     at once, eagerly, so the check sees the value where it is made."""
+    if not mine():
+        return handle  # another thread is debugging, not this one
     a = handle._arena
     new = a._res[a._k - n:a._k].copy()
     a._sync()

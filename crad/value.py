@@ -285,8 +285,9 @@ class Value(DerivedOps):
     @property
     def data(self):
         a = self._arena
-        if a is None or a._genv[self._i] != self._g:
+        if a is None or a._genv[self._i] != self._g or a._owner != _ident():
             self._slot()
+            a._check_thread()
         if a._k:
             a._sync()
         return a._datav[self._i]
@@ -295,8 +296,9 @@ class Value(DerivedOps):
     def data(self, x):
         x = x if type(x) is float else as_float(x, "data")
         a = self._arena
-        if a is None or a._genv[self._i] != self._g:
+        if a is None or a._genv[self._i] != self._g or a._owner != _ident():
             self._slot()
+            a._check_thread()
         if a._k:
             a._sync()
         a._datav[self._i] = x
@@ -304,8 +306,9 @@ class Value(DerivedOps):
     @property
     def grad(self):
         a = self._arena
-        if a is None or a._genv[self._i] != self._g:
+        if a is None or a._genv[self._i] != self._g or a._owner != _ident():
             self._slot()
+            a._check_thread()
         if a._k:
             a._sync()
         return a._gradv[self._i]
@@ -314,8 +317,9 @@ class Value(DerivedOps):
     def grad(self, x):
         x = x if type(x) is float else as_float(x, "grad")
         a = self._arena
-        if a is None or a._genv[self._i] != self._g:
+        if a is None or a._genv[self._i] != self._g or a._owner != _ident():
             self._slot()
+            a._check_thread()
         if a._k:
             a._sync()
         a._gradv[self._i] = x
@@ -339,8 +343,11 @@ class Value(DerivedOps):
         return out
 
     def __repr__(self):
-        if self._arena is None:
+        a = self._arena
+        if a is None:
             return "Value(<released>)"
+        if a._owner != _ident():
+            return "Value(<in another thread's arena>)"
         return f"Value(data={self.data}, grad={self.grad})"
 
     def _repr_html_(self):
@@ -402,7 +409,7 @@ class Value(DerivedOps):
         a, i = self._slot()
         F, I, M = a.columns()
         n = K.backward(F, I, M, i, _BACKWARD_SWEEP)
-        if anomaly.active:
+        if anomaly.active and anomaly.mine():
             anomaly.check_backward(a, n)
 
 

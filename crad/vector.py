@@ -128,7 +128,7 @@ class Vector(DerivedOps):
             sub = ids[key]
         except IndexError as e:
             raise IndexError(f"{e} (Vector of shape {ids.shape})") from None
-        if np.ndim(sub) == 0:
+        if not isinstance(sub, np.ndarray):  # an element (v[...] of a 0-d Vector stays a Vector)
             i = int(sub)
             if a._owner != threading.get_ident():
                 a._check_thread()
