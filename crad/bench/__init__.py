@@ -22,6 +22,8 @@ WORKLOADS = {
                           True),
     "W1": Workload("engine:w1", "W1: deep chain y = relu(y * 1.0001 + 0.001), build + backward + free", False),
     "W2": Workload("nn:w2", "W2: toy regression step, MLP 2-16-16-1, batch 32", True),
+    "moons": Workload("moons:w_moons", "micrograd's two-moons demo loop, verbatim but for the import (ms per step)",
+                      True),
     "W3": Workload("mnist:w3", "W3: MNIST step, MLP 784-32-10, softmax cross-entropy", True),
     "W4": Workload("mnist:w4", "W4: MNIST epoch, MLP 784-50-10, batch 32", False),
     "W5": Workload("gpt:w5", "W5: microgpt's character GPT, per name (build or replay, backward, Adam)", False),
