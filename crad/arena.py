@@ -97,9 +97,8 @@ class Arena:
         rel, vrel = self._rel, self._vrel
         n, nv = len(rel), len(vrel)
         queued = np.array(rel[:n], np.int64) if n else _NO_RELEASES
-        if nv:  # merge by journal position (stable: same-position entries keep their order)
+        if nv:  # journal_apply sorts them by position
             queued = np.concatenate([queued] + vrel[:nv])
-            queued = queued[np.argsort((queued >> 32) & K.POS_MASK, kind="stable")]
         del rel[:n], vrel[:nv]  # what was queued meanwhile (another thread's __del__) stays for next time
         if self._kend:
             self._block = min(max(2 * k, self.MIN_BLOCK), self.MAX_BLOCK)

@@ -15,11 +15,12 @@ _NO_CONSTS = np.empty(0, np.float64)
 
 
 def _queue_releases(a, ids):
-    """Drop one reference to each slot of ids (int32): at once when nothing
-    is pending in the journal and this is the owning thread (one kernel
-    call), else queued like a handle's release (one list append: safe in any
-    thread and inside a GC pass), to be applied in order with the journal."""
-    if not (a._k or a._rel or a._vrel) and a._owner == threading.get_ident():
+    """Drop one reference to each slot of ids (int32). From the owning thread:
+    now, after applying what the journal holds (one kernel call each). From
+    another thread: queued (one list append), for the owner to apply."""
+    if a._owner == threading.get_ident():
+        if a._kend or a._rel or a._vrel:
+            a._sync()
         K.release_many(a._F, a._I, a._M, ids.reshape(-1))
     else:
         a._vrel.append((np.int64(a._k) << 32) | ids.reshape(-1).astype(np.int64))
@@ -86,8 +87,6 @@ class Vector(DerivedOps):
         self._arena = None
         if ids.size:
             _queue_releases(a, ids)
-            if a._owner == threading.get_ident():
-                a._sync()  # at once: every other handle to a freed node is stale now
 
     def __copy__(self):
         """A new Vector of the same nodes, with references of its own."""

@@ -15,6 +15,8 @@ counted live, off the free list, REFS 1. They exist only between a
 claim and the next apply, which gives the unused ones back: whenever the
 facade shows the columns to anyone, the package's invariants hold.
 """
+import numpy as np
+
 from .._config import njit
 from ..ops import LEAF, POW, forward
 from .alloc import _fold_low, _next_slot
@@ -34,8 +36,9 @@ from .layout import (
     OP,
     REFS,
     RHS,
+    STACK,
 )
-from .sweep import release_counted
+from .sweep import _cascade
 
 # A record whose op is CONST_LEAF is micrograd's constant operand (the 2.0 of
 # x * 2.0): a LEAF owned only by the next record, its user. Every other
@@ -70,9 +73,9 @@ def journal_apply(F, I, M, res, ops, lhs, rhs, args, k, rel, new):
     res: int32 (B,), the claimed slots; record t makes node res[t].
     ops, lhs, rhs: int32 (B,); args: float64 (B,), POW's exponent or a
     leaf's value (read for those records only). rel: int64 (m,), queued
-    retains and releases (position << 32 | slot, | RETAIN), positions
-    ascending. new: bool, (B,) or (0,): when sized, new[t] is set where
-    record t's node is still alive afterwards (anomaly mode checks those).
+    retains and releases (position << 32 | slot, | RETAIN), in any order.
+    new: bool, (B,) or (0,): when sized, new[t] is set where record t's
+    node is still alive afterwards (anomaly mode checks those).
     Returns the number of nodes freed.
     """
     # First give back the claimed slots no record used, last first: the free
@@ -86,26 +89,45 @@ def journal_apply(F, I, M, res, ops, lhs, rhs, args, k, rel, new):
         head = i
         nfree += 1
     M[M_FREE_HEAD], M[M_NFREE] = head, nfree
-    freed = 0
-    q = 0
+    # The changes that came before record t form segment t (counting sort
+    # by position); segment k is what came after the last record, and a
+    # stale, larger position from another thread's release lands there too
+    # (applying it late is safe, dropping it would leak).
     m = rel.shape[0]
+    start = np.zeros(k + 2, np.int64)
+    for q in range(m):
+        start[min((rel[q] >> 32) & POS_MASK, k) + 1] += 1
+    for t in range(k + 1):
+        start[t + 1] += start[t]
+    seg = np.empty(m, np.int64)
+    fill = start[:k + 1].copy()
+    for q in range(m):
+        p = min((rel[q] >> 32) & POS_MASK, k)
+        seg[fill[p]] = rel[q]
+        fill[p] += 1
+    freed = 0
     live, peak, made = M[M_LIVE], M[M_PEAK], M[M_MADE]
     for t in range(k + 1):
-        # The changes that came before record t; after the last record, all
-        # the rest (a release from another thread may carry a stale, larger
-        # position: applying it late is safe, dropping it would leak).
-        while q < m and (t == k or ((rel[q] >> 32) & POS_MASK) <= t):
-            s = rel[q] & SLOT_MASK
-            if rel[q] & RETAIN:
-                I[REFS, s] += 1
-                q += 1
+        # A segment's retains first, then its releases (that order can never
+        # free a node too early), then one cascade for all that reached zero.
+        sp, hi, lo = 0, -1, I.shape[1]
+        for q in range(start[t], start[t + 1]):
+            if seg[q] & RETAIN:
+                I[REFS, seg[q] & SLOT_MASK] += 1
+        for q in range(start[t], start[t + 1]):
+            j = seg[q] & SLOT_MASK
+            if seg[q] & RETAIN:
                 continue
-            q += 1
-            I[REFS, s] -= 1
-            if I[REFS, s] == 0:  # the cascade only when something is freed
-                M[M_LIVE] = live
-                freed += release_counted(F, I, M, s)
-                live = M[M_LIVE]
+            I[REFS, j] -= 1
+            if I[REFS, j] == 0:
+                I[STACK, sp] = j
+                sp += 1
+                hi = max(hi, j)
+                lo = min(lo, I[LOW, j]) if lo >= 0 and I[LOW, j] >= 0 else -1
+        if sp:
+            M[M_LIVE] = live
+            freed += _cascade(F, I, M, sp, hi, lo)
+            live = M[M_LIVE]
         if t == k:
             break
         i, op, l, r, c = res[t], ops[t], lhs[t], rhs[t], args[t]
