@@ -43,7 +43,11 @@ def _train(rest):
         return
     if rest[0] not in EXAMPLES:
         sys.exit(f"crad train: unknown example {rest[0]!r}; choose one of {', '.join(EXAMPLES)}")
-    import_module(f"crad.examples.{rest[0]}").main(rest[1:])
+    from .datasets import DatasetError
+    try:
+        import_module(f"crad.examples.{rest[0]}").main(rest[1:])
+    except DatasetError as e:  # a missing or corrupt data file: the message says what to do
+        sys.exit(f"crad train {rest[0]}: {e}")
 
 
 def main(argv=None):
