@@ -7,34 +7,8 @@ import numpy as np
 import pytest
 
 import crad
+from crad.bench.moons import DEMO  # micrograd's demo loop, verbatim but for the import: loss() and step()
 from crad.examples.moons import make_moons
-
-DEMO = '''
-from {pkg}.engine import Value
-from {pkg}.nn import Neuron, Layer, MLP
-
-def run(model, X, y, steps):
-    def loss():
-        inputs = [list(map(Value, xrow)) for xrow in X]
-        scores = list(map(model, inputs))
-        losses = [(1 + -yi*scorei).relu() for yi, scorei in zip(y, scores)]
-        data_loss = sum(losses) * (1.0 / len(losses))
-        alpha = 1e-4
-        reg_loss = alpha * sum((p*p for p in model.parameters()))
-        total_loss = data_loss + reg_loss
-        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
-        return total_loss, sum(accuracy) / len(accuracy)
-    history = []
-    for k in range(steps):
-        total_loss, acc = loss()
-        model.zero_grad()
-        total_loss.backward()
-        learning_rate = 1.0 - 0.9*k/100
-        for p in model.parameters():
-            p.data -= learning_rate * p.grad
-        history.append((total_loss.data, acc))
-    return history
-'''
 
 
 def demo(pkg, weights=None):
@@ -46,7 +20,7 @@ def demo(pkg, weights=None):
         for p, w in zip(model.parameters(), weights):
             p.data = float(w)
     initial = [p.data for p in model.parameters()]
-    return model, initial, ns["run"](model, X.tolist(), y.tolist(), 4)
+    return model, initial, [ns["step"](model, X.tolist(), y.tolist(), k) for k in range(4)]
 
 
 def test_micrograd_demo_runs_on_crad():
