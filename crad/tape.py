@@ -228,11 +228,8 @@ class Tape:
             if c is not None:
                 kind[p], col[p] = K.INPUT, c
         nv, ng = K.tape_rows(P)
-        params = kind == K.PARAM
-        P[K.P_ACC] = -1
-        P[K.P_ACC, params] = np.arange(np.count_nonzero(params))
-        self._compiled = (P, args)
-        self._rows = (int(nv), int(ng), int(np.count_nonzero(params)))
+        self._compiled = K.lower(P, args)
+        self._rows = (int(nv), int(ng), int(np.count_nonzero(kind == K.PARAM)))
 
     def batch(self, *values, reduction="mean"):
         """Forward and backward for B samples at once: each input gets a
@@ -258,8 +255,8 @@ class Tape:
         T = threads.chunks(B, work)
         F = self.arena.F
         if T == 1:
-            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False)[:2], seed)
-        return self._pace.run(K.tape_batch_parallel, K.tape_batch_chunked,
+            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed)
+        return self._pace.run(K.tape_batch_parallel, K.tape_batch,
                               lambda wide: (F, *self._compiled, X, *self._scratch_for(B, T, wide), seed), work)
 
     def _scratch_for(self, B, T, wide):

@@ -105,7 +105,7 @@ def run(kernel, *args, parallel=False):
 class Pace:
     """Whether a batch's T chunks run on T threads ("wide",
     ``tape_batch_parallel``) or in one pass on the calling thread ("narrow",
-    ``tape_batch_chunked``, the same bits), chosen call by call.
+    ``tape_batch`` with T chunk sums, the same bits), chosen call by call.
 
     Every parallel launch waits for its slowest thread, so when the cores are
     busy with other work T threads can be several times slower than one.

@@ -71,10 +71,10 @@ MUTANTS = [
      ["test_order.py"]),
     ("freed-slot-stays-live", "crad/kernels/sweep.py", "I[GEN, j] += 1  # odd -> even", "I[GEN, j] += 2  # odd",
      ["test_arena.py", "test_value.py"]),
-    ("tape-backward-keeps-input-grads", "crad/kernels/replay.py", "        F[GRAD, zero[k]] = 0.0\n",
+    ("tape-backward-keeps-input-grads", "crad/kernels/replay.py", "        F[GRAD, fresh[k]] = 0.0\n",
      "        pass\n", ["test_tape.py", "test_batch.py"]),
-    ("batch-grad-row-not-cleared", "crad/kernels/replay.py", "        if lfirst[p]:\n            G[gl, :] = 0.0\n",
-     "", ["test_batch.py", "test_tape.py"]),
+    ("batch-grad-row-not-cleared", "crad/kernels/replay.py", "    elif first:\n", "    elif False:\n",
+     ["test_batch.py", "test_tape.py"]),
     # facade
     ("vector-mean-divides-by-size", "crad/vector.py", "n = self.size if axis is None else self.shape[axis]",
      "n = self.size", ["test_vector.py", "test_nn.py"]),

@@ -105,21 +105,20 @@ def test_more_chunks_than_threads(arena):
     model, tape = mlp_tape()
     X, Y = rng.normal(size=(11, 1, 5)), np.eye(3)[rng.integers(0, 3, 11)][:, None, :]
     ref, g1 = batch_grads(model, tape, X, Y)
-    P, args = tape._compiled
+    prog = tape._compiled
     nv, ng, nparams = tape._rows
     Xf = np.ascontiguousarray(X.reshape(11, -1))
     Xall = np.hstack([Xf, Y.reshape(11, -1)])
     for T in (2, 3, 4, 11):
         c = -(-11 // T)
         runs = []
-        for wide in (True, True, False):  # twice on T threads, then in one pass (tape_batch_chunked)
+        for wide in (True, True, False):  # twice on T threads, then in one pass (tape_batch, T chunk sums)
             model.zero_grad()
             A = np.full((T, nparams), np.nan)
             if wide:
-                out = K.tape_batch_parallel(arena.F, P, args, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)),
-                                            A, 1.0)
+                out = K.tape_batch_parallel(arena.F, *prog, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)), A, 1.0)
             else:
-                out = K.tape_batch_chunked(arena.F, P, args, Xall, np.empty((nv, 11)), np.empty((ng, 11)), A, 1.0)
+                out = K.tape_batch(arena.F, *prog, Xall, np.empty((nv, 11)), np.empty((ng, 11)), A, 1.0)
             np.testing.assert_array_equal(out, ref)
             runs.append(model.parameters().grad)
         np.testing.assert_array_equal(runs[0], runs[1])

@@ -67,11 +67,10 @@ ROW, PARAM, CONST, INPUT = 0, 1, 2, 3
 # the op; the operands' positions (-1 for none); the node's arena slot; its
 # input column in X (-1 unless INPUT); its rows of V and G (-1 for none);
 # its kind; whether p's backward makes the first contribution to its
-# left / right operand's grad row (which must then start at zero); and a
-# parameter's index among the tape's parameters (-1 for other kinds), which
-# addresses a thread's gradient accumulator.
-P_OP, P_L, P_R, P_SLOT, P_COL, P_VROW, P_GROW, P_KIND, P_LFIRST, P_RFIRST, P_ACC = range(11)
-N_PROG = 11
+# left / right operand's grad row (which must then start at zero).
+# ``lower`` turns it into the instructions a replay runs.
+P_OP, P_L, P_R, P_SLOT, P_COL, P_VROW, P_GROW, P_KIND, P_LFIRST, P_RFIRST = range(10)
+N_PROG = 10
 
 
 @njit
@@ -153,178 +152,273 @@ def tape_rows(P):
     return nv, ng
 
 
-@njit
-def _replay(F, P, args, X, b0, bn, V, G, seed, acc, acc_at, out):
-    """Forward and backward of a compiled tape (``tape_compile``, then P
-    filled by the facade and ``tape_rows``) for samples b0 .. b0 + bn - 1.
+# A lowered program: what a batched replay executes, every lookup resolved
+# ahead (``lower``). One instruction per computed node and per input leaf,
+# operands first; an instruction is a row of Q (int32, (m, 8)):
+Q_CODE, Q_X, Q_Y, Q_V, Q_G, Q_GX, Q_GY = range(7)
+N_Q = 8  # 32 bytes: two instructions per cache line
+# CODE packs op | lkind << 5 | rkind << 8 | lfirst << 11 | rfirst << 12 |
+# case << 13. An operand's kind says where X / Y point: a row of V (K_ROW,
+# which has a grad row GX / GY, or K_IN, an input without one) or an index
+# into the shared scalars S (K_PARAM, whose gradient goes to the same index
+# of a chunk's accumulator, or K_CONST); K_NONE: no operand. An input leaf's
+# instruction (op LEAF) loads X's column X into row V. lfirst / rfirst: this
+# backward makes the first contribution to the operand's grad row (assign,
+# not add). case names a hot shape, run without per-sample branches so that
+# it vectorises; ``lower`` puts the shared operand of an add or mul on the
+# left (both commute exactly in IEEE arithmetic, rules included).
+K_ROW, K_IN, K_PARAM, K_CONST, K_NONE = range(5)
+GENERIC, MUL_SR, ADD_RR, ADD_SR, MUL_RR = range(5)
+_KIND_OF = np.array([K_ROW, K_PARAM, K_CONST, K_IN])  # by ROW, PARAM, CONST, INPUT
 
-    P: int32 (N_PROG, n), the program. args: float64 (n,), POW's exponent or
-    a leaf's value per position. X: float64 (B, n_in), all inputs. V: float64
-    (>= rows of V, >= bn); G: float64 (>= rows of G, >= bn): column b holds
-    sample b0 + b, laid out (row, sample) so each node is decoded once per bn
-    samples and the inner loops over samples vectorise. seed: d(objective) /
-    d(root) for each sample. acc: float64 (T, k), acc_at: int32 (n,): the
-    samples form T chunks (chunk t: samples t*bn//T .. (t+1)*bn//T - 1), and
-    a parameter at position p accumulates its gradient summed over chunk t
-    into acc[t, acc_at[p]]. Each sample's arithmetic, and each chunk's sum,
-    is the same whichever call holds the chunk. out: float64 (B,), receives
-    the root's value of each sample.
 
-    A shared operand (PARAM or CONST) is a scalar read from the arena; the
-    others are rows of V.
-    """
+def lower(P, args):
+    """The lowered program of a compiled tape (P after ``tape_rows``):
+    (Q, C, shared, root). C: float64 (m,), each instruction's constant
+    (POW's exponent). shared: int32 (s,), the arena slots of the shared
+    scalars, parameters first (index k < number of parameters is parameter
+    k). root: int64 (2,), the root's kind and its row or shared index.
+    Plain numpy, so it costs no compile time."""
     n = P.shape[1]
-    op, lpos, rpos, slot, col = P[P_OP], P[P_L], P[P_R], P[P_SLOT], P[P_COL]
-    vrow, grow, kind, lfirst, rfirst = P[P_VROW], P[P_GROW], P[P_KIND], P[P_LFIRST], P[P_RFIRST]
-    for p in range(n):
-        o = op[p]
-        if o == LEAF:
-            if col[p] >= 0:
-                v = vrow[p]
-                for b in range(bn):
-                    V[v, b] = X[b0 + b, col[p]]
-            continue
-        l, r, c, v = lpos[p], rpos[p], args[p], vrow[p]
-        lshared = kind[l] == PARAM or kind[l] == CONST
-        rshared = r >= 0 and (kind[r] == PARAM or kind[r] == CONST)
-        wl = F[DATA, slot[l]] if lshared else 0.0
-        wr = F[DATA, slot[r]] if rshared else 0.0
-        vl = vrow[l]
-        vr = vrow[r] if r >= 0 else 0
-        # The hot cases of a layer (weight * input, chain link + product)
-        # have no per-sample branch, so that they vectorise.
-        if o == MUL and lshared and not rshared:
+    op, kind = P[P_OP], P[P_KIND]
+    params, consts = np.flatnonzero(kind == PARAM), np.flatnonzero(kind == CONST)
+    sidx = np.full(n, -1, np.int64)
+    sidx[params] = np.arange(params.size)
+    sidx[consts] = params.size + np.arange(consts.size)
+    pos = np.flatnonzero((op != LEAF) | (kind == INPUT))
+
+    def operand(j):  # kind, X/Y index and grad row of operand positions j (-1: none)
+        there = j >= 0
+        js = np.where(there, j, 0)
+        k = np.where(there, _KIND_OF[kind[js]], K_NONE)
+        where = np.where((k == K_ROW) | (k == K_IN), P[P_VROW, js], np.where(k == K_NONE, -1, sidx[js]))
+        return k, where, np.where(k == K_ROW, P[P_GROW, js], -1)
+
+    o = op[pos].astype(np.int64)
+    (lk, x, gx), (rk, y, gy) = operand(P[P_L, pos]), operand(P[P_R, pos])
+    lf, rf = P[P_LFIRST, pos].astype(np.int64), P[P_RFIRST, pos].astype(np.int64)
+    shared_l, shared_r = lk >= K_PARAM, (rk == K_PARAM) | (rk == K_CONST)
+    swap = ((o == ADD) | (o == MUL)) & ~shared_l & shared_r
+    for a, b in ((lk, rk), (x, y), (gx, gy), (lf, rf)):
+        a[swap], b[swap] = b[swap], a[swap].copy()
+    shared_l, shared_r = lk >= K_PARAM, (rk == K_PARAM) | (rk == K_CONST)
+    case = np.full(pos.size, GENERIC)
+    case[(o == MUL) & shared_l & ~shared_r] = MUL_SR
+    case[(o == MUL) & ~shared_l & ~shared_r] = MUL_RR
+    case[(o == ADD) & shared_l & ~shared_r] = ADD_SR
+    case[(o == ADD) & ~shared_l & ~shared_r] = ADD_RR
+    inputs = o == LEAF
+    x[inputs] = P[P_COL, pos[inputs]]
+    Q = np.zeros((pos.size, N_Q), np.int32)
+    Q[:, Q_CODE] = o | lk << 5 | rk << 8 | lf << 11 | rf << 12 | case << 13
+    Q[:, Q_X], Q[:, Q_Y], Q[:, Q_V], Q[:, Q_G] = x, y, P[P_VROW, pos], P[P_GROW, pos]
+    Q[:, Q_GX], Q[:, Q_GY] = gx, gy
+    shared = P[P_SLOT, np.concatenate([params, consts])].astype(np.int32)
+    rk_, ri, _ = operand(np.array([n - 1]))
+    return Q, np.ascontiguousarray(args[pos]), shared, np.array([rk_[0], ri[0]], np.int64)
+
+
+@njit(inline="always")
+def _chunk_sums(A, k, U, u, W, w, cut):
+    """Add U[u, b] * W[w, b] (w < 0: U[u, b] alone) summed over each chunk t
+    of samples (cut[t] .. cut[t + 1] - 1, in sample order) to A[t, k].
+    U, W: float64 (rows, samples); cut: int64 (T + 1,)."""
+    for t in range(cut.shape[0] - 1):
+        s = 0.0
+        if w < 0:
+            for b in range(cut[t], cut[t + 1]):
+                s += U[u, b]
+        else:
+            for b in range(cut[t], cut[t + 1]):
+                s += U[u, b] * W[w, b]
+        A[t, k] += s
+
+
+@njit(inline="always")
+def _give(G, j, first, s, V, u, gp, bn):
+    """An operand's gradient from its user's (row gp): G[j] = or += s *
+    V[u] * G[gp] (u < 0: s * G[gp]), = for the first contribution."""
+    if u < 0:
+        if first:
             for b in range(bn):
-                V[v, b] = forward(MUL, wl, V[vr, b], c)
-        elif o == ADD and not lshared and not rshared:
-            for b in range(bn):
-                V[v, b] = forward(ADD, V[vl, b], V[vr, b], c)
+                G[j, b] = s * G[gp, b]
         else:
             for b in range(bn):
-                V[v, b] = forward(o, wl if lshared else V[vl, b], wr if rshared else V[vr, b], c)
-    root = n - 1
+                G[j, b] += s * G[gp, b]
+    elif first:
+        for b in range(bn):
+            G[j, b] = V[u, b] * G[gp, b]
+    else:
+        for b in range(bn):
+            G[j, b] += V[u, b] * G[gp, b]
+
+
+@njit
+def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
+    """Forward and backward of a lowered program (``lower``) for samples
+    b0 .. b0 + bn - 1.
+
+    Q: int32 (m, N_Q), the instructions. C: float64 (m,), their constants.
+    S: float64 (s,), the shared scalars' values. root: int64 (2,), the root's
+    kind and index. X: float64 (B, n_in), all inputs. V: float64 (>= rows of
+    V, >= bn); G: float64 (>= rows of G, >= bn): column b holds sample
+    b0 + b, laid out (row, sample) so each instruction is decoded once per bn
+    samples and the loops over samples vectorise. seed: d(objective) /
+    d(root) per sample. A: float64 (T, >= nparams): the samples form T chunks
+    (chunk t: samples t*bn//T .. (t+1)*bn//T - 1) and parameter k adds its
+    gradient summed over chunk t to A[t, k]; each sample's arithmetic, and
+    each chunk's sum, is the same whichever call holds the chunk. out:
+    float64 (B,), receives the root's value per sample.
+    """
+    m, T = Q.shape[0], A.shape[0]
+    for i in range(m):
+        code, x, y, v = Q[i, Q_CODE], Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V]
+        o, case = code & 31, code >> 13
+        if o == LEAF:
+            for b in range(bn):
+                V[v, b] = X[b0 + b, x]
+        elif case == MUL_SR:
+            w = S[x]
+            for b in range(bn):
+                V[v, b] = w * V[y, b]
+        elif case == ADD_RR:
+            for b in range(bn):
+                V[v, b] = V[x, b] + V[y, b]
+        elif case == MUL_RR:
+            for b in range(bn):
+                V[v, b] = V[x, b] * V[y, b]
+        elif case == ADD_SR:
+            w = S[x]
+            for b in range(bn):
+                V[v, b] = w + V[y, b]
+        else:
+            lk, rk, c = (code >> 5) & 7, (code >> 8) & 7, C[i]
+            sl, sr = lk >= K_PARAM, rk >= K_PARAM
+            wl = S[x] if sl else 0.0
+            wr = S[y] if sr and rk != K_NONE else 0.0
+            xr, yr = 0 if sl else x, 0 if sr else y
+            for b in range(bn):
+                V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
+    rk, ri = root[0], root[1]
     for b in range(bn):
-        out[b0 + b] = V[vrow[root], b] if vrow[root] >= 0 else F[DATA, slot[root]]
+        out[b0 + b] = S[ri] if rk >= K_PARAM else V[ri, b]
         G[0, b] = seed
-    SL, SR = np.empty(bn), np.empty(bn)  # a shared operand's gradient per sample
-    T = acc.shape[0]
     cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
     for t in range(T + 1):
         cut[t] = t * bn // T
-    if kind[root] == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
+    if rk == K_PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
         for t in range(T):
-            acc[t, acc_at[root]] += seed * (cut[t + 1] - cut[t])
-    for p in range(n - 1, -1, -1):
-        o = op[p]
+            A[t, ri] += seed * (cut[t + 1] - cut[t])
+    SP = np.empty((2, bn))  # a parameter operand's gradient per sample (left, right)
+    for i in range(m - 1, -1, -1):
+        code = Q[i, Q_CODE]
+        o = code & 31
         if o == LEAF:
             continue
-        l, r, c, gp = lpos[p], rpos[p], args[p], grow[p]
-        lk, rk = kind[l], kind[r] if r >= 0 else -1
-        gl = grow[l] if lk == ROW else 0
-        gr = grow[r] if rk == ROW else 0
-        if lfirst[p]:  # a whole row: columns past bn are unused
-            G[gl, :] = 0.0
-        if rfirst[p]:
-            G[gr, :] = 0.0
-        lshared = lk == PARAM or lk == CONST
-        rshared = rk == PARAM or rk == CONST
-        wl = F[DATA, slot[l]] if lshared else 0.0
-        wr = F[DATA, slot[r]] if rshared else 0.0
-        vl = vrow[l] if vrow[l] >= 0 else 0
-        vr = vrow[r] if r >= 0 and vrow[r] >= 0 else 0
-        vp = vrow[p] if vrow[p] >= 0 else 0
-        # Hot cases first, each without a per-sample branch (they vectorise).
-        # A shared operand's gradient per sample goes to SL / SR, summed per
-        # chunk below (in sample order, so every split gives the same sums).
-        if o == MUL and lk == PARAM and rk == INPUT:
-            for b in range(bn):
-                SL[b] = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])[0]
-        elif o == MUL and lk == PARAM and rk == ROW:
-            for b in range(bn):
-                gx, gy = rule(MUL, wl, V[vr, b], c, 0.0, G[gp, b])
-                SL[b] = gx
-                G[gr, b] += gy
-        elif o == ADD and lk == ROW and rk == ROW:
-            for b in range(bn):
-                G[gl, b] += G[gp, b]
-                G[gr, b] += G[gp, b]
+        x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
+        lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, code >> 13
+        lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
+        # s * G[gp] is exact for s = 1 (an add's rule), so every case keeps
+        # the generic rules' bits. h + h, h * h (one row as both operands):
+        # lfirst is set and rfirst not, so the right side adds.
+        if case == MUL_SR:
+            if lk == K_PARAM:
+                _chunk_sums(A, x, V, y, G, gp, cut)
+            if rk == K_ROW:
+                _give(G, gy, rfirst, S[x], V, -1, gp, bn)
+        elif case == ADD_RR:
+            if lk == K_ROW:
+                _give(G, gx, lfirst, 1.0, V, -1, gp, bn)
+            if rk == K_ROW:
+                _give(G, gy, rfirst, 1.0, V, -1, gp, bn)
+        elif case == MUL_RR:
+            if lk == K_ROW:
+                _give(G, gx, lfirst, 1.0, V, y, gp, bn)
+            if rk == K_ROW:
+                _give(G, gy, rfirst, 1.0, V, x, gp, bn)
+        elif case == ADD_SR:
+            if lk == K_PARAM:
+                _chunk_sums(A, x, G, gp, G, -1, cut)
+            if rk == K_ROW:
+                _give(G, gy, rfirst, 1.0, V, -1, gp, bn)
         else:
+            c = C[i]
+            sl, sr = lk >= K_PARAM, rk >= K_PARAM
+            wl = S[x] if sl else 0.0
+            wr = S[y] if sr and rk != K_NONE else 0.0
+            xr, yr = 0 if sl else x, 0 if sr else y
+            if lfirst:
+                G[gx, :bn] = 0.0
+            if rfirst:
+                G[gy, :bn] = 0.0
             for b in range(bn):
-                x = wl if lshared else V[vl, b]
-                y = wr if rshared else V[vr, b]
-                gx, gy = rule(o, x, y, c, V[vp, b], G[gp, b])
-                if lk == ROW:
-                    G[gl, b] += gx
-                else:
-                    SL[b] = gx
-                if rk == ROW:
-                    G[gr, b] += gy
-                else:
-                    SR[b] = gy
-        for j, S in ((l, SL), (r, SR)):
-            if j >= 0 and kind[j] == PARAM:
-                for t in range(T):
-                    s = 0.0
-                    for b in range(cut[t], cut[t + 1]):
-                        s += S[b]
-                    acc[t, acc_at[j]] += s
+                gl, gr = rule(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c, V[v, b], G[gp, b])
+                if lk == K_ROW:
+                    G[gx, b] += gl
+                SP[0, b] = gl
+                if rk == K_ROW:
+                    G[gy, b] += gr
+                SP[1, b] = gr
+            if lk == K_PARAM:
+                _chunk_sums(A, x, SP, 0, SP, -1, cut)
+            if rk == K_PARAM:
+                _chunk_sums(A, y, SP, 1, SP, -1, cut)
 
 
 @njit
-def tape_batch(F, P, args, X, V, G, seed):
-    """A batched replay on one thread (see ``_replay``): V (rows of V, B) and
-    G (rows of G, B), float64; parameters accumulate straight into the
-    arena's grads. Returns the root's value per sample (float64 (B,))."""
-    out = np.empty(X.shape[0])
-    _replay(F, P, args, X, 0, X.shape[0], V, G, seed, F[GRAD:GRAD + 1], P[P_SLOT], out)
-    return out
+def _reduce(F, shared, A, nparams):
+    """Add each chunk's parameter gradients (A: float64 (T, >= nparams)) to
+    the arena, in chunk order."""
+    for k in range(nparams):
+        s = 0.0
+        for t in range(A.shape[0]):
+            s += A[t, k]
+        F[GRAD, shared[k]] += s
 
 
 @njit
-def _reduce(F, P, A):
-    """Add each chunk's parameter gradients (A: float64 (T, parameters on the
-    tape), indexed by P's ACC row) to the arena, in chunk order."""
-    kind, slot, acc_at = P[P_KIND], P[P_SLOT], P[P_ACC]
-    for p in range(P.shape[1]):
-        if kind[p] == PARAM:
-            s = 0.0
-            for t in range(A.shape[0]):
-                s += A[t, acc_at[p]]
-            F[GRAD, slot[p]] += s
+def _gather(F, shared):
+    """The shared scalars' values (float64, (s,)) from their slots (int32 (s,))."""
+    S = np.empty(shared.shape[0])
+    for k in range(shared.shape[0]):
+        S[k] = F[DATA, shared[k]]
+    return S
 
 
 @njit
-def tape_batch_chunked(F, P, args, X, V, G, A, seed):
-    """tape_batch_parallel's result, bit for bit, on the calling thread: one
-    pass over the program for all B samples (V (rows of V, B), G (rows of G,
-    B)) with T = A.shape[0] chunk sums per parameter. For when the cores are
-    busy (``threads.Pace``)."""
+def tape_batch(F, Q, C, shared, root, X, V, G, A, seed):
+    """A batched replay on the calling thread: one pass over the program for
+    all B samples (V (rows of V, >= B), G (rows of G, >= B), float64), with
+    T = A.shape[0] chunk sums per parameter (A: float64 (T, parameters));
+    with T > 1, tape_batch_parallel's result bit for bit (``threads.Pace``
+    runs it when the cores are busy). Returns the root's value per sample
+    (float64 (B,))."""
     out = np.empty(X.shape[0])
     A[:, :] = 0.0
-    _replay(F, P, args, X, 0, X.shape[0], V, G, seed, A, P[P_ACC], out)
-    _reduce(F, P, A)
+    _replay(Q, C, _gather(F, shared), root, X, 0, X.shape[0], V, G, seed, A, A.shape[1], out)
+    _reduce(F, shared, A, A.shape[1])
     return out
 
 
 @njit(parallel=True)
-def tape_batch_parallel(F, P, args, X, V, G, A, seed):
+def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed):
     """A batched replay split into T chunks of consecutive samples, one per
     thread (T = V.shape[0]; chunk t is samples t*B//T .. (t+1)*B//T - 1).
 
     V: float64 (T, rows of V, ceil(B/T)); G: float64 (T, rows of G,
-    ceil(B/T)): each chunk's own rows. A: float64 (T, parameters on the
-    tape), each chunk's own parameter-gradient accumulator, indexed by P's
-    ACC row. Chunks share only reads (F, P, args, X); out is written at
-    disjoint samples. The accumulators are then added to the arena in chunk
-    order, so the result depends on T, never on the scheduling.
-    Returns the root's value per sample (float64 (B,)).
+    ceil(B/T)): each chunk's own rows. A: float64 (T, parameters), each
+    chunk's own parameter-gradient accumulator. Chunks share only reads (F,
+    the program, X); out is written at disjoint samples. The accumulators
+    are then added to the arena in chunk order, so the result depends on T,
+    never on the scheduling. Returns the root's value per sample (float64 (B,)).
     """
     T, B = V.shape[0], X.shape[0]
     out = np.empty(B)
+    S = _gather(F, shared)
     for t in prange(T):
         b0 = t * B // T
         for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
             A[t, k] = 0.0
-        _replay(F, P, args, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], P[P_ACC], out)
-    _reduce(F, P, A)
+        _replay(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], A.shape[1], out)
+    _reduce(F, shared, A, A.shape[1])
     return out
