@@ -75,6 +75,8 @@ MUTANTS = [
      "        pass\n", ["test_tape.py", "test_batch.py"]),
     ("batch-grad-row-not-cleared", "crad/kernels/replay.py", "    elif first:\n", "    elif False:\n",
      ["test_batch.py", "test_tape.py"]),
+    ("batch-param-times-row-overwrites-grad", "crad/kernels/replay.py", "G[gy, b] += w * G[gp, b]",
+     "G[gy, b] = w * G[gp, b]", ["test_batch.py", "test_threads.py"]),
     # facade
     ("vector-mean-divides-by-size", "crad/vector.py", "n = self.size if axis is None else self.shape[axis]",
      "n = self.size", ["test_vector.py", "test_nn.py"]),

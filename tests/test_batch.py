@@ -78,6 +78,11 @@ H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
 @example(H_PLUS_H, [0.75] * 9)
 @example(dict(H_PLUS_H, steps=[(k.replace("add", "mul"), i, j, c) for k, i, j, c in H_PLUS_H["steps"]]),
          [0.75] * 9)  # h * h
+# h = x + p used by two parameter products p * h (the batched kernel's fused
+# param-times-row case): the second backward adds to h's grad row.
+@example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
+          "steps": [("add", 0, 1, 1.0), ("mul", 2, 0, 1.0), ("mul", 3, 1, 1.0), ("add", 0, 1, 1.0)]},
+         [0.75, -1.5, 2.0] * 3)
 def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
     B, k = prog["batch"], len(prog["inputs"])
     X = np.array(data[: B * k]).reshape(B, k)

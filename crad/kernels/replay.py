@@ -321,16 +321,33 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
         # s * G[gp] is exact for s = 1 (an add's rule), so every case keeps
         # the generic rules' bits. h + h, h * h (one row as both operands):
         # lfirst is set and rfirst not, so the right side adds.
-        if case == MUL_SR:
+        if case == MUL_SR and rk == K_ROW and lk == K_PARAM:  # w * h: one pass for both grads
+            w = S[x]
+            for t in range(T):
+                s = 0.0
+                if rfirst:
+                    for b in range(cut[t], cut[t + 1]):
+                        s += V[y, b] * G[gp, b]
+                        G[gy, b] = w * G[gp, b]
+                else:
+                    for b in range(cut[t], cut[t + 1]):
+                        s += V[y, b] * G[gp, b]
+                        G[gy, b] += w * G[gp, b]
+                A[t, x] += s
+        elif case == MUL_SR:
             if lk == K_PARAM:
                 _chunk_sums(A, x, V, y, G, gp, cut)
             if rk == K_ROW:
                 _give(G, gy, rfirst, S[x], V, -1, gp, bn)
         elif case == ADD_RR:
-            if lk == K_ROW:
-                _give(G, gx, lfirst, 1.0, V, -1, gp, bn)
-            if rk == K_ROW:
-                _give(G, gy, rfirst, 1.0, V, -1, gp, bn)
+            if lk == K_ROW and rk == K_ROW and lfirst and rfirst:  # a chain of adds: both rows start here
+                for b in range(bn):
+                    G[gx, b] = G[gy, b] = G[gp, b]
+            else:
+                if lk == K_ROW:
+                    _give(G, gx, lfirst, 1.0, V, -1, gp, bn)
+                if rk == K_ROW:
+                    _give(G, gy, rfirst, 1.0, V, -1, gp, bn)
         elif case == MUL_RR:
             if lk == K_ROW:
                 _give(G, gx, lfirst, 1.0, V, y, gp, bn)
