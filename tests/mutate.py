@@ -73,8 +73,10 @@ MUTANTS = [
      ["test_arena.py", "test_value.py"]),
     ("tape-backward-keeps-input-grads", "crad/kernels/replay.py", "        F[GRAD, fresh[k]] = 0.0\n",
      "        pass\n", ["test_tape.py", "test_batch.py"]),
-    ("batch-grad-row-not-cleared", "crad/kernels/replay.py", "    elif first:\n", "    elif False:\n",
-     ["test_batch.py", "test_tape.py"]),
+    ("batch-grad-row-not-cleared", "crad/kernels/replay.py", "            if u < 0:\n                if f:\n",
+     "            if u < 0:\n                if False:\n", ["test_batch.py", "test_tape.py"]),
+    ("batch-fused-mul-skips-param-grad", "crad/kernels/replay.py", "                k1, ku1 = Q[i, Q_W], y\n",
+     "                pass\n", ["test_batch.py", "test_threads.py"]),
     ("batch-param-times-row-overwrites-grad", "crad/kernels/replay.py", "G[gy, b] += w * G[gp, b]",
      "G[gy, b] = w * G[gp, b]", ["test_batch.py", "test_threads.py"]),
     # facade

@@ -83,6 +83,11 @@ H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
 @example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
           "steps": [("add", 0, 1, 1.0), ("mul", 2, 0, 1.0), ("mul", 3, 1, 1.0), ("add", 0, 1, 1.0)]},
          [0.75, -1.5, 2.0] * 3)
+# m = p * x (x an input) used only by exp(p) + m: the replay fuses the pair
+# into one instruction that also gives p its share of the gradient.
+@example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
+          "steps": [("mul", 1, 0, 1.0), ("exp", 2, 0, 1.0), ("add", 0, 1, 1.0)]},
+         [0.75, -1.5, 2.0] * 3)
 def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
     B, k = prog["batch"], len(prog["inputs"])
     X = np.array(data[: B * k]).reshape(B, k)

@@ -155,20 +155,33 @@ def tape_rows(P):
 # A lowered program: what a batched replay executes, every lookup resolved
 # ahead (``lower``). One instruction per computed node and per input leaf,
 # operands first; an instruction is a row of Q (int32, (m, 8)):
-Q_CODE, Q_X, Q_Y, Q_V, Q_G, Q_GX, Q_GY = range(7)
+Q_CODE, Q_X, Q_Y, Q_V, Q_G, Q_GX, Q_GY, Q_W = range(8)
 N_Q = 8  # 32 bytes: two instructions per cache line
 # CODE packs op | lkind << 5 | rkind << 8 | lfirst << 11 | rfirst << 12 |
-# case << 13. An operand's kind says where X / Y point: a row of V (K_ROW,
-# which has a grad row GX / GY, or K_IN, an input without one) or an index
-# into the shared scalars S (K_PARAM, whose gradient goes to the same index
-# of a chunk's accumulator, or K_CONST); K_NONE: no operand. An input leaf's
-# instruction (op LEAF) loads X's column X into row V. lfirst / rfirst: this
-# backward makes the first contribution to the operand's grad row (assign,
-# not add). case names a hot shape, run without per-sample branches so that
-# it vectorises; ``lower`` puts the shared operand of an add or mul on the
-# left (both commute exactly in IEEE arithmetic, rules included).
+# case << 13 | wparam << 16 | skip << 17. An operand's kind says where X / Y
+# point: a row of V (K_ROW, which has a grad row GX / GY, or K_IN, an input
+# without one) or an index into the shared scalars S (K_PARAM, whose
+# gradient goes to the same index of a chunk's accumulator, or K_CONST);
+# K_NONE: no operand. An input leaf's instruction (op LEAF) loads X's column
+# X into row V. lfirst / rfirst: this backward makes the first contribution
+# to the operand's grad row (assign, not add). case names a hot shape, run
+# without per-sample branches so that it vectorises; ``lower`` puts the
+# shared operand of an add or mul on the left (both commute exactly in IEEE
+# arithmetic, rules included).
+#
+# Fused pairs: an add whose operand m = w * u (w shared, m used by nothing
+# else) computes acc + w * u itself (FMA_*: X = acc, Y = u, W = w's index,
+# wparam: w is a parameter; the same two roundings as the pair). m's own
+# instruction is then skipped in the forward pass (SKIP_FWD): no backward
+# rule reads m's value, and u's row outlives the add (a mul reads u in its
+# backward, so u's row is never reused). When u is an input (FMA_IN) the
+# add also runs m's backward (m's gradient is the add's), and m is skipped
+# in the backward pass too (SKIP_BWD); with u a computed row (FMA_ROW) the
+# backward is the add's and then m's, as unfused, so that u's grad row sees
+# its contributions in the order ``tape_rows`` planned.
 K_ROW, K_IN, K_PARAM, K_CONST, K_NONE = range(5)
-GENERIC, MUL_SR, ADD_RR, ADD_SR, MUL_RR = range(5)
+GENERIC, MUL_SR, ADD_RR, ADD_SR, MUL_RR, FMA_IN, FMA_ROW = range(7)
+SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
 _KIND_OF = np.array([K_ROW, K_PARAM, K_CONST, K_IN])  # by ROW, PARAM, CONST, INPUT
 
 
@@ -207,50 +220,43 @@ def lower(P, args):
     case[(o == MUL) & ~shared_l & ~shared_r] = MUL_RR
     case[(o == ADD) & shared_l & ~shared_r] = ADD_SR
     case[(o == ADD) & ~shared_l & ~shared_r] = ADD_RR
+    w, wparam, skip = np.zeros(pos.size, np.int64), np.zeros(pos.size, np.int64), np.zeros(pos.size, np.int64)
+    _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip)
     inputs = o == LEAF
     x[inputs] = P[P_COL, pos[inputs]]
     Q = np.zeros((pos.size, N_Q), np.int32)
-    Q[:, Q_CODE] = o | lk << 5 | rk << 8 | lf << 11 | rf << 12 | case << 13
+    Q[:, Q_CODE] = o | lk << 5 | rk << 8 | lf << 11 | rf << 12 | case << 13 | wparam << 16 | skip
     Q[:, Q_X], Q[:, Q_Y], Q[:, Q_V], Q[:, Q_G] = x, y, P[P_VROW, pos], P[P_GROW, pos]
-    Q[:, Q_GX], Q[:, Q_GY] = gx, gy
+    Q[:, Q_GX], Q[:, Q_GY], Q[:, Q_W] = gx, gy, w
     shared = P[P_SLOT, np.concatenate([params, consts])].astype(np.int32)
     rk_, ri, _ = operand(np.array([n - 1]))
     return Q, np.ascontiguousarray(args[pos]), shared, np.array([rk_[0], ri[0]], np.int64)
 
+def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
+    """Mark the fused pairs (see FMA_IN above) in ``lower``'s per-instruction
+    arrays (index k: the instruction at position pos[k]), in place."""
+    n = P.shape[1]
+    at = np.full(n, -1, np.int64)  # position -> instruction
+    at[pos] = np.arange(pos.size)
+    operands = np.concatenate([P[P_L], P[P_R]])
+    uses = np.bincount(operands[operands >= 0], minlength=n)
+    adds = np.flatnonzero(case == ADD_RR)
+    lpos, rpos = P[P_L, pos[adds]], P[P_R, pos[adds]]
 
-@njit(inline="always")
-def _chunk_sums(A, k, U, u, W, w, cut):
-    """Add U[u, b] * W[w, b] (w < 0: U[u, b] alone) summed over each chunk t
-    of samples (cut[t] .. cut[t + 1] - 1, in sample order) to A[t, k].
-    U, W: float64 (rows, samples); cut: int64 (T + 1,)."""
-    for t in range(cut.shape[0] - 1):
-        s = 0.0
-        if w < 0:
-            for b in range(cut[t], cut[t + 1]):
-                s += U[u, b]
-        else:
-            for b in range(cut[t], cut[t + 1]):
-                s += U[u, b] * W[w, b]
-        A[t, k] += s
+    def fusable(q, other):  # w * u, used by nothing but this add (not m + m)
+        return (at[q] >= 0) & (case[at[q]] == MUL_SR) & (uses[q] == 1) & (q != other)
 
-
-@njit(inline="always")
-def _give(G, j, first, s, V, u, gp, bn):
-    """An operand's gradient from its user's (row gp): G[j] = or += s *
-    V[u] * G[gp] (u < 0: s * G[gp]), = for the first contribution."""
-    if u < 0:
-        if first:
-            for b in range(bn):
-                G[j, b] = s * G[gp, b]
-        else:
-            for b in range(bn):
-                G[j, b] += s * G[gp, b]
-    elif first:
-        for b in range(bn):
-            G[j, b] = V[u, b] * G[gp, b]
-    else:
-        for b in range(bn):
-            G[j, b] += V[u, b] * G[gp, b]
+    right = fusable(rpos, lpos)
+    left = ~right & fusable(lpos, rpos)
+    a = adds[left]  # put m on the right (an add commutes exactly)
+    for s, t in ((lk, rk), (x, y), (gx, gy), (lf, rf)):
+        s[a], t[a] = t[a], s[a].copy()
+    a = adds[right | left]
+    m = at[np.where(right, rpos, lpos)[right | left]]
+    y[a], w[a], wparam[a] = y[m], x[m], lk[m] == K_PARAM  # acc + w * u; GY, rfirst stay m's
+    u_input = rk[m] == K_IN
+    case[a] = np.where(u_input, FMA_IN, FMA_ROW)
+    skip[m] = np.where(u_input, SKIP_FWD | SKIP_BWD, SKIP_FWD)
 
 
 @njit
@@ -273,8 +279,14 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
     m, T = Q.shape[0], A.shape[0]
     for i in range(m):
         code, x, y, v = Q[i, Q_CODE], Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V]
-        o, case = code & 31, code >> 13
-        if o == LEAF:
+        o, case = code & 31, (code >> 13) & 7
+        if code & SKIP_FWD:
+            continue
+        if case == FMA_IN or case == FMA_ROW:
+            w = S[Q[i, Q_W]]
+            for b in range(bn):
+                V[v, b] = V[x, b] + w * V[y, b]
+        elif o == LEAF:
             for b in range(bn):
                 V[v, b] = X[b0 + b, x]
         elif case == MUL_SR:
@@ -309,19 +321,17 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
     if rk == K_PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
         for t in range(T):
             A[t, ri] += seed * (cut[t + 1] - cut[t])
-    SP = np.empty((2, bn))  # a parameter operand's gradient per sample (left, right)
+    SP = np.empty((2, bn))  # a generic rule's parameter gradients per sample (left, right)
     for i in range(m - 1, -1, -1):
         code = Q[i, Q_CODE]
         o = code & 31
-        if o == LEAF:
+        if o == LEAF or code & SKIP_BWD:
             continue
         x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
-        lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, code >> 13
+        lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
         lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
-        # s * G[gp] is exact for s = 1 (an add's rule), so every case keeps
-        # the generic rules' bits. h + h, h * h (one row as both operands):
-        # lfirst is set and rfirst not, so the right side adds.
-        if case == MUL_SR and rk == K_ROW and lk == K_PARAM:  # w * h: one pass for both grads
+        # Hot shapes first, each one pass over the samples.
+        if case == MUL_SR and rk == K_ROW and lk == K_PARAM:  # w * h: both grads at once
             w = S[x]
             for t in range(T):
                 s = 0.0
@@ -334,30 +344,48 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
                         s += V[y, b] * G[gp, b]
                         G[gy, b] += w * G[gp, b]
                 A[t, x] += s
-        elif case == MUL_SR:
+            continue
+        if (case == ADD_RR or case == FMA_ROW) and lk == K_ROW and rk == K_ROW and lfirst and rfirst:
+            for b in range(bn):  # a chain of adds: both operands' rows start here
+                G[gx, b] = G[gy, b] = G[gp, b]
+            continue
+        # Otherwise up to two gives, G[j] = or += s * G[gp] or V[u] * G[gp]
+        # (u >= 0), = for the first contribution (so h + h and h * h, one
+        # row as both operands, assign then add), and up to two parameter
+        # sums over each chunk of V[u] * G[gp] (u >= 0), G[gp] (u = -1) or
+        # SP[-u - 2] (a generic rule's, u <= -2). s * G[gp] with s = 1 is
+        # exact, so each shape keeps the generic rules' bits. Written out
+        # once here, not as helpers: an inlined helper taking arrays costs
+        # two atomic reference counts per call in this loop.
+        j1 = j2 = k1 = k2 = -1
+        f1 = f2 = 0
+        s1 = s2 = 1.0
+        u1 = u2 = ku1 = ku2 = -1
+        if case == MUL_SR:
             if lk == K_PARAM:
-                _chunk_sums(A, x, V, y, G, gp, cut)
+                k1, ku1 = x, y
             if rk == K_ROW:
-                _give(G, gy, rfirst, S[x], V, -1, gp, bn)
-        elif case == ADD_RR:
-            if lk == K_ROW and rk == K_ROW and lfirst and rfirst:  # a chain of adds: both rows start here
-                for b in range(bn):
-                    G[gx, b] = G[gy, b] = G[gp, b]
-            else:
-                if lk == K_ROW:
-                    _give(G, gx, lfirst, 1.0, V, -1, gp, bn)
-                if rk == K_ROW:
-                    _give(G, gy, rfirst, 1.0, V, -1, gp, bn)
+                j1, f1, s1 = gy, rfirst, S[x]
+        elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
+            if lk == K_ROW:
+                j1, f1 = gx, lfirst
+            if (code >> 16) & 1:
+                k1, ku1 = Q[i, Q_W], y
+        elif case == ADD_RR or case == FMA_ROW:
+            if lk == K_ROW:
+                j1, f1 = gx, lfirst
+            if rk == K_ROW:
+                j2, f2 = gy, rfirst
         elif case == MUL_RR:
             if lk == K_ROW:
-                _give(G, gx, lfirst, 1.0, V, y, gp, bn)
+                j1, f1, u1 = gx, lfirst, y
             if rk == K_ROW:
-                _give(G, gy, rfirst, 1.0, V, x, gp, bn)
+                j2, f2, u2 = gy, rfirst, x
         elif case == ADD_SR:
             if lk == K_PARAM:
-                _chunk_sums(A, x, G, gp, G, -1, cut)
+                k1 = x
             if rk == K_ROW:
-                _give(G, gy, rfirst, 1.0, V, -1, gp, bn)
+                j1, f1 = gy, rfirst
         else:
             c = C[i]
             sl, sr = lk >= K_PARAM, rk >= K_PARAM
@@ -377,9 +405,40 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
                     G[gy, b] += gr
                 SP[1, b] = gr
             if lk == K_PARAM:
-                _chunk_sums(A, x, SP, 0, SP, -1, cut)
+                k1, ku1 = x, -2
             if rk == K_PARAM:
-                _chunk_sums(A, y, SP, 1, SP, -1, cut)
+                k2, ku2 = y, -3
+        for j, f, s, u in ((j1, f1, s1, u1), (j2, f2, s2, u2)):
+            if j < 0:
+                continue
+            if u < 0:
+                if f:
+                    for b in range(bn):
+                        G[j, b] = s * G[gp, b]
+                else:
+                    for b in range(bn):
+                        G[j, b] += s * G[gp, b]
+            elif f:
+                for b in range(bn):
+                    G[j, b] = V[u, b] * G[gp, b]
+            else:
+                for b in range(bn):
+                    G[j, b] += V[u, b] * G[gp, b]
+        for k, u in ((k1, ku1), (k2, ku2)):
+            if k < 0:
+                continue
+            for t in range(T):
+                s = 0.0
+                if u >= 0:
+                    for b in range(cut[t], cut[t + 1]):
+                        s += V[u, b] * G[gp, b]
+                elif u == -1:
+                    for b in range(cut[t], cut[t + 1]):
+                        s += G[gp, b]
+                else:
+                    for b in range(cut[t], cut[t + 1]):
+                        s += SP[-u - 2, b]
+                A[t, k] += s
 
 
 @njit
