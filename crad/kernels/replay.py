@@ -175,10 +175,10 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # instruction is then skipped in the forward pass (SKIP_FWD): no backward
 # rule reads m's value, and u's row outlives the add (a mul reads u in its
 # backward, so u's row is never reused). When u is an input (FMA_IN) the
-# add also runs m's backward (m's gradient is the add's), and m is skipped
-# in the backward pass too (SKIP_BWD); with u a computed row (FMA_ROW) the
-# backward is the add's and then m's, as unfused, so that u's grad row sees
-# its contributions in the order ``tape_rows`` planned.
+# add also runs m's backward (m's gradient is the add's), and ``lower``
+# drops m's instruction (SKIP_BWD: nothing left to do); with u a computed
+# row (FMA_ROW) the backward is the add's and then m's, as unfused, so that
+# u's grad row sees its contributions in the order ``tape_rows`` planned.
 K_ROW, K_IN, K_PARAM, K_CONST, K_NONE = range(5)
 GENERIC, MUL_SR, ADD_RR, ADD_SR, MUL_RR, FMA_IN, FMA_ROW = range(7)
 SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
@@ -230,7 +230,9 @@ def lower(P, args):
     Q[:, Q_GX], Q[:, Q_GY], Q[:, Q_W] = gx, gy, w
     shared = P[P_SLOT, np.concatenate([params, consts])].astype(np.int32)
     rk_, ri, _ = operand(np.array([n - 1]))
-    return Q, np.ascontiguousarray(args[pos]), shared, np.array([rk_[0], ri[0]], np.int64)
+    run = skip != SKIP_FWD | SKIP_BWD  # an instruction with nothing left to do is dropped
+    return Q[run], args[pos][run], shared, np.array([rk_[0], ri[0]], np.int64)
+
 
 def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
     """Mark the fused pairs (see FMA_IN above) in ``lower``'s per-instruction
@@ -325,7 +327,7 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
     for i in range(m - 1, -1, -1):
         code = Q[i, Q_CODE]
         o = code & 31
-        if o == LEAF or code & SKIP_BWD:
+        if o == LEAF:
             continue
         x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
         lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
