@@ -24,14 +24,17 @@ from ._config import njit
 ENV = "CRAD_NUM_THREADS"
 
 # A batch runs the serial kernel unless every thread gets at least this many
-# samples and node-samples (computed tape nodes x samples). Measured on MNIST's
-# tape: a position costs about 5 ns to decode per chunk plus 1 ns per sample,
-# so chunks under 8 samples lose more to decoding than a core gains; and a
-# launch costs about 3 us on idle cores (a time slice, ~16 ms, when another
-# process holds one), so a thread needs ~0.2 ms of work (W2's batch of 32 has
-# 20,600 node-samples in all: serial; MNIST's 2.5 M: parallel).
-MIN_SAMPLES_PER_THREAD = 8
-MIN_WORK_PER_THREAD = 200_000
+# samples and node-samples (computed tape nodes x samples). Each thread
+# decodes every instruction of the program for its own samples (about 8 ns
+# an instruction, plus a fraction of a ns per sample), so splitting a batch
+# pays only when the per-sample work outweighs the decoding repeated on the
+# other core, plus a launch (about 3 us on idle cores, a time slice of ~16 ms
+# when another process holds one). Measured on MNIST's and the GPT's tapes
+# (2 threads vs 1): 4 samples per thread break even, 8 gain 1.1-1.2x, 16
+# gain 1.3-1.5x, 64 gain 1.8-2x. W2's batch of 32 has 20,600 node-samples
+# in all: serial; MNIST's batch of 32, 2.5 M: parallel.
+MIN_SAMPLES_PER_THREAD = 4
+MIN_WORK_PER_THREAD = 250_000
 
 
 def _most():
