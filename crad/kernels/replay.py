@@ -180,7 +180,7 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # row (FMA_ROW) the backward is the add's and then m's, as unfused, so that
 # u's grad row sees its contributions in the order ``tape_rows`` planned.
 K_ROW, K_IN, K_PARAM, K_CONST, K_NONE = range(5)
-GENERIC, MUL_SR, ADD_RR, ADD_SR, MUL_RR, FMA_IN, FMA_ROW = range(7)
+GENERIC, MUL_SR, ADD_RR, FMA_IN, FMA_ROW = range(5)
 SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
 _KIND_OF = np.array([K_ROW, K_PARAM, K_CONST, K_IN])  # by ROW, PARAM, CONST, INPUT
 
@@ -217,8 +217,6 @@ def lower(P, args):
     shared_l, shared_r = lk >= K_PARAM, (rk == K_PARAM) | (rk == K_CONST)
     case = np.full(pos.size, GENERIC)
     case[(o == MUL) & shared_l & ~shared_r] = MUL_SR
-    case[(o == MUL) & ~shared_l & ~shared_r] = MUL_RR
-    case[(o == ADD) & shared_l & ~shared_r] = ADD_SR
     case[(o == ADD) & ~shared_l & ~shared_r] = ADD_RR
     w, wparam, skip = np.zeros(pos.size, np.int64), np.zeros(pos.size, np.int64), np.zeros(pos.size, np.int64)
     _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip)
@@ -298,13 +296,6 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
         elif case == ADD_RR:
             for b in range(bn):
                 V[v, b] = V[x, b] + V[y, b]
-        elif case == MUL_RR:
-            for b in range(bn):
-                V[v, b] = V[x, b] * V[y, b]
-        elif case == ADD_SR:
-            w = S[x]
-            for b in range(bn):
-                V[v, b] = w + V[y, b]
         else:
             lk, rk, c = (code >> 5) & 7, (code >> 8) & 7, C[i]
             sl, sr = lk >= K_PARAM, rk >= K_PARAM
@@ -351,18 +342,19 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
             for b in range(bn):  # a chain of adds: both operands' rows start here
                 G[gx, b] = G[gy, b] = G[gp, b]
             continue
-        # Otherwise up to two gives, G[j] = or += s * G[gp] or V[u] * G[gp]
-        # (u >= 0), = for the first contribution (so h + h and h * h, one
-        # row as both operands, assign then add), and up to two parameter
-        # sums over each chunk of V[u] * G[gp] (u >= 0), G[gp] (u = -1) or
-        # SP[-u - 2] (a generic rule's, u <= -2). s * G[gp] with s = 1 is
-        # exact, so each shape keeps the generic rules' bits. Written out
-        # once here, not as helpers: an inlined helper taking arrays costs
-        # two atomic reference counts per call in this loop.
+        # Otherwise up to two gives, G[j] = or += s * G[gp] (= for the first
+        # contribution, so h + h, one row as both operands, assigns then
+        # adds), and up to two parameter sums over each chunk of V[u] *
+        # G[gp] (u >= 0) or of a generic rule's SP[-u - 2]. s * G[gp] with
+        # s = 1 is exact, so each shape keeps the generic rules' bits. Written
+        # out once here, not as helpers: an inlined helper taking arrays
+        # costs two atomic reference counts per call in this loop. (Each
+        # shape's loops cost compile time too, ~0.2 s each, cold: rarer
+        # shapes take the generic rule.)
         j1 = j2 = k1 = k2 = -1
         f1 = f2 = 0
         s1 = s2 = 1.0
-        u1 = u2 = ku1 = ku2 = -1
+        ku1 = ku2 = -1
         if case == MUL_SR:
             if lk == K_PARAM:
                 k1, ku1 = x, y
@@ -378,54 +370,33 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
                 j1, f1 = gx, lfirst
             if rk == K_ROW:
                 j2, f2 = gy, rfirst
-        elif case == MUL_RR:
-            if lk == K_ROW:
-                j1, f1, u1 = gx, lfirst, y
-            if rk == K_ROW:
-                j2, f2, u2 = gy, rfirst, x
-        elif case == ADD_SR:
-            if lk == K_PARAM:
-                k1 = x
-            if rk == K_ROW:
-                j1, f1 = gy, rfirst
         else:
             c = C[i]
             sl, sr = lk >= K_PARAM, rk >= K_PARAM
             wl = S[x] if sl else 0.0
             wr = S[y] if sr and rk != K_NONE else 0.0
             xr, yr = 0 if sl else x, 0 if sr else y
-            if lfirst:
-                G[gx, :bn] = 0.0
-            if rfirst:
-                G[gy, :bn] = 0.0
             for b in range(bn):
                 gl, gr = rule(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c, V[v, b], G[gp, b])
                 if lk == K_ROW:
-                    G[gx, b] += gl
+                    G[gx, b] = gl if lfirst else G[gx, b] + gl
                 SP[0, b] = gl
-                if rk == K_ROW:
-                    G[gy, b] += gr
+                if rk == K_ROW:  # after the left: h * h adds to the row the left just set
+                    G[gy, b] = gr if rfirst else G[gy, b] + gr
                 SP[1, b] = gr
             if lk == K_PARAM:
                 k1, ku1 = x, -2
             if rk == K_PARAM:
                 k2, ku2 = y, -3
-        for j, f, s, u in ((j1, f1, s1, u1), (j2, f2, s2, u2)):
+        for j, f, s in ((j1, f1, s1), (j2, f2, s2)):
             if j < 0:
                 continue
-            if u < 0:
-                if f:
-                    for b in range(bn):
-                        G[j, b] = s * G[gp, b]
-                else:
-                    for b in range(bn):
-                        G[j, b] += s * G[gp, b]
-            elif f:
+            if f:
                 for b in range(bn):
-                    G[j, b] = V[u, b] * G[gp, b]
+                    G[j, b] = s * G[gp, b]
             else:
                 for b in range(bn):
-                    G[j, b] += V[u, b] * G[gp, b]
+                    G[j, b] += s * G[gp, b]
         for k, u in ((k1, ku1), (k2, ku2)):
             if k < 0:
                 continue
@@ -434,9 +405,6 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
                 if u >= 0:
                     for b in range(cut[t], cut[t + 1]):
                         s += V[u, b] * G[gp, b]
-                elif u == -1:
-                    for b in range(cut[t], cut[t + 1]):
-                        s += G[gp, b]
                 else:
                     for b in range(cut[t], cut[t + 1]):
                         s += SP[-u - 2, b]
