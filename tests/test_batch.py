@@ -29,7 +29,10 @@ back = st.one_of(st.integers(0, 2), st.integers(0, 10**6))
 # Ops that do not read their operands (add; exp, relu, tanh read their own
 # output) let operand rows be reused during the forward pass: drawn more often.
 REUSING = ["add", "self_add", "exp", "relu", "tanh"]
-step = st.tuples(st.sampled_from(UNARY + BINARY + SELF + REUSING * 3), back, back,
+# a + p * b with p a parameter: a product used once, by an add (a linear
+# layer's shape), which the batched kernel runs as one fused instruction.
+FMA = ["fma"]
+step = st.tuples(st.sampled_from(UNARY + BINARY + SELF + REUSING * 3 + FMA * 4), back, back,
                  st.sampled_from([-2.0, -0.5, 0.5, 1.0, 3.0]))
 program = st.fixed_dictionaries({
     "params": st.lists(leaf, min_size=1, max_size=3),
@@ -50,6 +53,8 @@ def build(params, x, prog, nodes=None):
         a, b = (nodes[len(nodes) - 1 - k % len(nodes)] for k in (i, j))
         if kind in SELF:
             nodes.append(a + a if kind == "self_add" else a * a)
+        elif kind == "fma":
+            nodes.append(a + params[i % len(params)] * b)
         else:
             nodes.append(apply(kind, a, b, c))
     if prog["root"] == "last":
