@@ -112,44 +112,65 @@ class Pace:
 
     Every parallel launch waits for its slowest thread, so when the cores are
     busy with other work T threads can be several times slower than one.
-    Pace keeps a moving average of each way's seconds per node-sample (after
-    one untimed warm-up call each, which may compile), runs the faster, and
-    tries the other after PROBE calls; the gap doubles (up to MAX_GAP) while
-    the probes confirm the choice, and starts again at PROBE when it flips."""
+    Pace keeps each way's last KEEP timings (seconds per node-sample, after
+    one untimed warm-up call each, which may compile) and runs the way whose
+    median is lower: one slow call (a collection, a preempted thread) does
+    not flip the choice, two of the last three do. Every so often it probes
+    the other way with KEEP - 1 calls in a row, enough to replace that way's
+    stale median; the gap between probes doubles (PROBE up to MAX_GAP) while
+    they confirm the choice, and starts again at PROBE when it flips."""
 
-    PROBE, MAX_GAP = 16, 1024
+    PROBE, MAX_GAP, KEEP = 16, 1024, 3
 
     def __init__(self):
-        self.cost = {}  # wide -> seconds per node-sample (None: warmed up, not timed)
+        self.seen = {True: [], False: []}  # wide -> the last KEEP timings
+        self.warm = set()  # the ways that had their untimed first call
         self.calls = 0
         self.runs = {True: 0, False: 0}  # calls run each way
+        self.choice = None  # the faster way, once both were timed
+        self.probing = 0  # calls of the current probe still to record
         self.gap, self.probe_at = self.PROBE, self.PROBE
 
+    @property
+    def cost(self):
+        """Each timed way's median seconds per node-sample (the lower median:
+        of two timings, the faster, so that an early spike flips nothing)."""
+        return {way: sorted(t)[(len(t) - 1) // 2] for way, t in self.seen.items() if t}
+
     def _faster(self):
-        return self.cost[True] <= self.cost[False]
+        cost = self.cost
+        return cost[True] <= cost[False]
 
     def wide(self):
         self.calls += 1
         for way in (False, True):  # narrow first: a first batch costs the one-pass compile, as without threads
-            if self.cost.get(way) is None:
+            if way not in self.warm or not self.seen[way]:
                 return way
-        return self._faster() != (self.calls >= self.probe_at)
+        if not self.probing and self.calls >= self.probe_at:
+            self.probing = self.KEEP - 1
+        return self.choice != bool(self.probing)
 
     def record(self, wide, seconds):
         self.runs[wide] += 1
-        if wide not in self.cost:
-            self.cost[wide] = None  # the warm-up call
+        if wide not in self.warm:
+            self.warm.add(wide)
             return
-        old = self.cost[wide]
-        self.cost[wide] = seconds if old is None else 0.75 * old + 0.25 * seconds
-        if old is None or self.cost.get(not wide) is None:
+        timings = self.seen[wide]
+        timings.append(seconds)
+        del timings[:-self.KEEP]
+        if not (self.seen[True] and self.seen[False]):
             return
-        was = (old <= self.cost[False]) if wide else (self.cost[True] <= old)  # the faster way before
-        if self._faster() != was:  # the choice flipped: watch closely again
-            self.gap, self.probe_at = self.PROBE, self.calls + self.PROBE
-        elif self.calls >= self.probe_at:  # a probe of the slower way confirmed the choice
-            self.gap = min(2 * self.gap, self.MAX_GAP)
-            self.probe_at = self.calls + self.gap
+        faster = self._faster()
+        if self.choice is None:
+            self.choice = faster
+        elif self.probing:
+            self.probing -= 1
+            if not self.probing:  # the probe is complete: it confirmed the choice, or flipped it
+                self.gap = self.PROBE if faster != self.choice else min(2 * self.gap, self.MAX_GAP)
+                self.choice, self.probe_at = faster, self.calls + self.gap
+        elif faster != self.choice:  # the way in use got slower: switch, and watch closely again
+            self.choice, self.gap = faster, self.PROBE
+            self.probe_at = self.calls + self.PROBE
 
     def run(self, wide_kernel, narrow_kernel, args, work):
         """The kernel this call picks, on args, timed per unit of work."""

@@ -282,12 +282,35 @@ def test_pace_runs_the_faster_way_and_probes_the_other():
         return ways
     assert calls(4) == [False, False, True, True]  # each way: a warm-up call (may compile), then a timed one
     assert pace.cost == {True: 1.0, False: 3.0}
-    ways = calls(500)  # calls 5 .. 504: probes of the slower way at 16, 48, 112, 240, 496 (the gap doubles)
-    assert [k + 5 for k, w in enumerate(ways) if not w] == [16, 48, 112, 240, 496] and pace.gap == 512
+    ways = calls(500)  # calls 5 .. 504: two-call probes of the slower way, the gap doubling from 16
+    assert [k + 5 for k, w in enumerate(ways) if not w] == [16, 17, 49, 50, 114, 115, 243, 244, 500, 501]
+    assert pace.gap == 512
     cost[True] = 5.0  # the cores got busy: one pass becomes faster, and the gap starts again
-    ways = calls(100)  # calls 505 .. 604: the moving average flips at 507; probes at 507 + 16, then + 32
-    assert [505 + k for k, w in enumerate(ways) if w] == [505, 506, 507, 523, 555] and pace.gap == 64
-    assert pace.runs == {True: 2 + 495 + 5, False: 2 + 5 + 95}
+    ways = calls(100)  # calls 505 .. 604: the median flips after two slow calls; probes at 522, then 555
+    assert [505 + k for k, w in enumerate(ways) if w] == [505, 506, 522, 523, 555, 556] and pace.gap == 64
+    assert pace.runs == {True: 2 + 490 + 6, False: 2 + 10 + 94}
+
+
+def test_pace_ignores_one_slow_call_and_forgets_stale_timings():
+    """A single slow call (a collection, a preempted thread) does not flip the
+    choice; a probe replaces the other way's stale timings (an early spike
+    must not keep the faster way out for the rest of a run)."""
+    pace = threads.Pace()
+    for way, t in ((False, 0), (False, 3.0), (True, 0), (True, 1.0)):
+        assert pace.wide() == way
+        pace.record(way, t)
+    assert pace.wide() is True
+    pace.record(True, 50.0)  # one spike
+    for t in (1.0, 1.0, 9.0, 9.0):  # the spike leaves the window; then two slow calls of three
+        assert pace.wide() is True and pace.cost[True] == 1.0
+        pace.record(True, t)
+    assert pace.choice is False  # one pass is now faster
+    while pace.wide() is False:  # until the probe; the wide timings (1, 9, 9) are stale by then
+        pace.record(False, 3.0)
+    pace.record(True, 1.0)
+    assert pace.wide() is True  # the probe's second call
+    pace.record(True, 1.0)
+    assert pace.choice is True and pace.cost[True] == 1.0 and pace.gap == threads.Pace.PROBE
 
 
 @pytest.mark.parametrize("wide", [True, False])
