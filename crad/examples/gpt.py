@@ -63,6 +63,7 @@ class GPT(Module):
         self.chars, self.bos, self.vocab = chars, len(chars), len(chars) + 1
         self.n_embd, self.n_head, self.n_layer, self.block_size = n_embd, n_head, n_layer, block_size
         self._index = {c: i for i, c in enumerate(chars)}
+        self._eye = np.eye(self.vocab)  # one-hot rows, shared by every name's encoding
         shapes = param_shapes(self.vocab, n_embd, n_layer, block_size)
         if _state is None:
             rng = np.random.default_rng(seed)
@@ -124,8 +125,7 @@ class GPT(Module):
         n = min(block_size, len(name) + 1)."""
         tokens = self.encode(name)
         n = min(self.block_size, len(tokens) - 1)
-        eye = np.eye(self.vocab)
-        return eye[tokens[:n]], eye[tokens[1:n + 1]]
+        return self._eye[tokens[:n]], self._eye[tokens[1:n + 1]]
 
     def loss(self, X, Y):
         """The graph of a name's mean loss, from one-hot Vectors X and Y (n, vocab)."""
@@ -287,7 +287,8 @@ def batches(model, docs, batch_size, start=0):
             buckets[len(X)] = []
             made += 1
             if made > start:
-                yield np.stack([x for x, _ in bucket]), np.stack([y for _, y in bucket])
+                yield ((X[None], Y[None]) if batch_size == 1
+                       else (np.stack([x for x, _ in bucket]), np.stack([y for _, y in bucket])))
 
 
 def train(model, docs, steps, *, lr=0.01, batch_size=1, replay=True, progress=True, optimizer=None, start=0,
