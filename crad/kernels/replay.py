@@ -167,7 +167,9 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # to the operand's grad row (assign, not add). case names a hot shape, run
 # without per-sample branches so that it vectorises; ``lower`` puts the
 # shared operand of an add or mul on the left (both commute exactly in IEEE
-# arithmetic, rules included).
+# arithmetic, rules included, except for which NaN NaN + NaN returns: x86
+# returns the first operand's, and compilers order operands freely, so a
+# NaN's sign may differ from a single replay's even without the swap).
 #
 # Fused pairs: an add whose operand m = w * u (w shared, m used by nothing
 # else) computes acc + w * u itself (FMA_*: X = acc, Y = u, W = w's index,
