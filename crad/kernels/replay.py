@@ -57,10 +57,11 @@ def tape_compile(F, I, order, ops, lpos, rpos, args):
 
 
 # The kinds of node on a batched tape, which say how a user reads it: a
-# computed node has a row of V and a grad row in G; a parameter is a scalar
-# whose grad is summed into the arena; a constant is a scalar without grad;
-# an input has a row of V, its grad not needed.
-ROW, PARAM, CONST, INPUT = 0, 1, 2, 3
+# computed node has a row of V and a grad row in G; an input has a row of V,
+# its grad not needed; a parameter is a scalar whose grad is summed into the
+# arena; a constant is a scalar without grad. Ordered so that kind >= PARAM
+# means a shared scalar (NONE, past them: no operand, in ``lower``'s code).
+ROW, INPUT, PARAM, CONST, NONE = range(5)
 
 # A compiled batched tape is a program P: int32, (N_PROG, n), one column per
 # position p (operands before users, the root last), one row per field:
@@ -159,12 +160,12 @@ Q_CODE, Q_X, Q_Y, Q_V, Q_G, Q_GX, Q_GY, Q_W = range(8)
 N_Q = 8  # 32 bytes: two instructions per cache line
 # CODE packs op | lkind << 5 | rkind << 8 | lfirst << 11 | rfirst << 12 |
 # case << 13 | wparam << 16 | skip << 17. An operand's kind says where X / Y
-# point: a row of V (K_ROW, which has a grad row GX / GY, or K_IN, an input
-# without one) or an index into the shared scalars S (K_PARAM, whose
-# gradient goes to the same index of a chunk's accumulator, or K_CONST);
-# K_NONE: no operand. An input leaf's instruction (op LEAF) loads X's column
-# X into row V. lfirst / rfirst: this backward makes the first contribution
-# to the operand's grad row (assign, not add). case names a hot shape, run
+# point: a row of V (ROW, which has a grad row GX / GY, or INPUT, without
+# one) or an index into the shared scalars S (PARAM, whose gradient goes to
+# the same index of a chunk's accumulator, or CONST); NONE: no operand. An
+# input leaf's instruction (op LEAF) loads X's column X into row V. lfirst /
+# rfirst: this backward makes the first contribution to the operand's grad
+# row (assign, not add). case names a hot shape, run
 # without per-sample branches so that it vectorises; ``lower`` puts the
 # shared operand of an add or mul on the left (both commute exactly in IEEE
 # arithmetic, rules included, except for which NaN NaN + NaN returns: x86
@@ -181,10 +182,8 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # drops m's instruction (SKIP_BWD: nothing left to do); with u a computed
 # row (FMA_ROW) the backward is the add's and then m's, as unfused, so that
 # u's grad row sees its contributions in the order ``tape_rows`` planned.
-K_ROW, K_IN, K_PARAM, K_CONST, K_NONE = range(5)
 GENERIC, MUL_SR, ADD_RR, FMA_IN, FMA_ROW = range(5)
 SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
-_KIND_OF = np.array([K_ROW, K_PARAM, K_CONST, K_IN])  # by ROW, PARAM, CONST, INPUT
 
 
 def lower(P, args):
@@ -205,18 +204,16 @@ def lower(P, args):
     def operand(j):  # kind, X/Y index and grad row of operand positions j (-1: none)
         there = j >= 0
         js = np.where(there, j, 0)
-        k = np.where(there, _KIND_OF[kind[js]], K_NONE)
-        where = np.where((k == K_ROW) | (k == K_IN), P[P_VROW, js], np.where(k == K_NONE, -1, sidx[js]))
-        return k, where, np.where(k == K_ROW, P[P_GROW, js], -1)
+        k = np.where(there, kind[js], NONE)
+        where = np.where((k == ROW) | (k == INPUT), P[P_VROW, js], np.where(k == NONE, -1, sidx[js]))
+        return k, where, np.where(k == ROW, P[P_GROW, js], -1)
 
     o = op[pos].astype(np.int64)
     (lk, x, gx), (rk, y, gy) = operand(P[P_L, pos]), operand(P[P_R, pos])
     lf, rf = P[P_LFIRST, pos].astype(np.int64), P[P_RFIRST, pos].astype(np.int64)
-    shared_l, shared_r = lk >= K_PARAM, (rk == K_PARAM) | (rk == K_CONST)
-    swap = ((o == ADD) | (o == MUL)) & ~shared_l & shared_r
-    for a, b in ((lk, rk), (x, y), (gx, gy), (lf, rf)):
-        a[swap], b[swap] = b[swap], a[swap].copy()
-    shared_l, shared_r = lk >= K_PARAM, (rk == K_PARAM) | (rk == K_CONST)
+    shared_l, shared_r = lk >= PARAM, (rk == PARAM) | (rk == CONST)
+    _swap(((o == ADD) | (o == MUL)) & ~shared_l & shared_r, lk, rk, x, y, gx, gy, lf, rf)
+    shared_l, shared_r = lk >= PARAM, (rk == PARAM) | (rk == CONST)
     case = np.full(pos.size, GENERIC)
     case[(o == MUL) & shared_l & ~shared_r] = MUL_SR
     case[(o == ADD) & ~shared_l & ~shared_r] = ADD_RR
@@ -232,6 +229,13 @@ def lower(P, args):
     rk_, ri, _ = operand(np.array([n - 1]))
     run = skip != SKIP_FWD | SKIP_BWD  # an instruction with nothing left to do is dropped
     return Q[run], args[pos][run], shared, np.array([rk_[0], ri[0]], np.int64)
+
+
+def _swap(which, lk, rk, x, y, gx, gy, lf, rf):
+    """Exchange the left and right operands' fields of the instructions
+    ``which`` (a mask or indices into ``lower``'s per-instruction arrays)."""
+    for a, b in ((lk, rk), (x, y), (gx, gy), (lf, rf)):
+        a[which], b[which] = b[which], a[which].copy()
 
 
 def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
@@ -250,19 +254,17 @@ def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
 
     right = fusable(rpos, lpos)
     left = ~right & fusable(lpos, rpos)
-    a = adds[left]  # put m on the right (an add commutes exactly)
-    for s, t in ((lk, rk), (x, y), (gx, gy), (lf, rf)):
-        s[a], t[a] = t[a], s[a].copy()
+    _swap(adds[left], lk, rk, x, y, gx, gy, lf, rf)  # put m on the right (an add commutes exactly)
     a = adds[right | left]
     m = at[np.where(right, rpos, lpos)[right | left]]
-    y[a], w[a], wparam[a] = y[m], x[m], lk[m] == K_PARAM  # acc + w * u; GY, rfirst stay m's
-    u_input = rk[m] == K_IN
+    y[a], w[a], wparam[a] = y[m], x[m], lk[m] == PARAM  # acc + w * u; GY, rfirst stay m's
+    u_input = rk[m] == INPUT
     case[a] = np.where(u_input, FMA_IN, FMA_ROW)
     skip[m] = np.where(u_input, SKIP_FWD | SKIP_BWD, SKIP_FWD)
 
 
 @njit
-def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
+def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, out):
     """Forward and backward of a lowered program (``lower``) for samples
     b0 .. b0 + bn - 1.
 
@@ -272,7 +274,7 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
     V, >= bn); G: float64 (>= rows of G, >= bn): column b holds sample
     b0 + b, laid out (row, sample) so each instruction is decoded once per bn
     samples and the loops over samples vectorise. seed: d(objective) /
-    d(root) per sample. A: float64 (T, >= nparams): the samples form T chunks
+    d(root) per sample. A: float64 (T, parameters): the samples form T chunks
     (chunk t: samples t*bn//T .. (t+1)*bn//T - 1) and parameter k adds its
     gradient summed over chunk t to A[t, k]; each sample's arithmetic, and
     each chunk's sum, is the same whichever call holds the chunk. out:
@@ -300,20 +302,20 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
                 V[v, b] = V[x, b] + V[y, b]
         else:
             lk, rk, c = (code >> 5) & 7, (code >> 8) & 7, C[i]
-            sl, sr = lk >= K_PARAM, rk >= K_PARAM
+            sl, sr = lk >= PARAM, rk >= PARAM
             wl = S[x] if sl else 0.0
-            wr = S[y] if sr and rk != K_NONE else 0.0
+            wr = S[y] if sr and rk != NONE else 0.0
             xr, yr = 0 if sl else x, 0 if sr else y
             for b in range(bn):
                 V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
     rk, ri = root[0], root[1]
     for b in range(bn):
-        out[b0 + b] = S[ri] if rk >= K_PARAM else V[ri, b]
+        out[b0 + b] = S[ri] if rk >= PARAM else V[ri, b]
         G[0, b] = seed
     cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
     for t in range(T + 1):
         cut[t] = t * bn // T
-    if rk == K_PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
+    if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
         for t in range(T):
             A[t, ri] += seed * (cut[t + 1] - cut[t])
     SP = np.empty((2, bn))  # a generic rule's parameter gradients per sample (left, right)
@@ -326,7 +328,7 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
         lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
         lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
         # Hot shapes first, each one pass over the samples.
-        if case == MUL_SR and rk == K_ROW and lk == K_PARAM:  # w * h: both grads at once
+        if case == MUL_SR and rk == ROW and lk == PARAM:  # w * h: both grads at once
             w = S[x]
             for t in range(T):
                 s = 0.0
@@ -340,7 +342,7 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
                         G[gy, b] += w * G[gp, b]
                 A[t, x] += s
             continue
-        if (case == ADD_RR or case == FMA_ROW) and lk == K_ROW and rk == K_ROW and lfirst and rfirst:
+        if (case == ADD_RR or case == FMA_ROW) and lk == ROW and rk == ROW and lfirst and rfirst:
             for b in range(bn):  # a chain of adds: both operands' rows start here
                 G[gx, b] = G[gy, b] = G[gp, b]
             continue
@@ -358,37 +360,37 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
         s1 = s2 = 1.0
         ku1 = ku2 = -1
         if case == MUL_SR:
-            if lk == K_PARAM:
+            if lk == PARAM:
                 k1, ku1 = x, y
-            if rk == K_ROW:
+            if rk == ROW:
                 j1, f1, s1 = gy, rfirst, S[x]
         elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
-            if lk == K_ROW:
+            if lk == ROW:
                 j1, f1 = gx, lfirst
             if (code >> 16) & 1:
                 k1, ku1 = Q[i, Q_W], y
         elif case == ADD_RR or case == FMA_ROW:
-            if lk == K_ROW:
+            if lk == ROW:
                 j1, f1 = gx, lfirst
-            if rk == K_ROW:
+            if rk == ROW:
                 j2, f2 = gy, rfirst
         else:
             c = C[i]
-            sl, sr = lk >= K_PARAM, rk >= K_PARAM
+            sl, sr = lk >= PARAM, rk >= PARAM
             wl = S[x] if sl else 0.0
-            wr = S[y] if sr and rk != K_NONE else 0.0
+            wr = S[y] if sr and rk != NONE else 0.0
             xr, yr = 0 if sl else x, 0 if sr else y
             for b in range(bn):
                 gl, gr = rule(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c, V[v, b], G[gp, b])
-                if lk == K_ROW:
+                if lk == ROW:
                     G[gx, b] = gl if lfirst else G[gx, b] + gl
                 SP[0, b] = gl
-                if rk == K_ROW:  # after the left: h * h adds to the row the left just set
+                if rk == ROW:  # after the left: h * h adds to the row the left just set
                     G[gy, b] = gr if rfirst else G[gy, b] + gr
                 SP[1, b] = gr
-            if lk == K_PARAM:
+            if lk == PARAM:
                 k1, ku1 = x, -2
-            if rk == K_PARAM:
+            if rk == PARAM:
                 k2, ku2 = y, -3
         for j, f, s in ((j1, f1, s1), (j2, f2, s2)):
             if j < 0:
@@ -414,10 +416,10 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, nparams, out):
 
 
 @njit
-def _reduce(F, shared, A, nparams):
-    """Add each chunk's parameter gradients (A: float64 (T, >= nparams)) to
+def _reduce(F, shared, A):
+    """Add each chunk's parameter gradients (A: float64 (T, parameters)) to
     the arena, in chunk order."""
-    for k in range(nparams):
+    for k in range(A.shape[1]):
         s = 0.0
         for t in range(A.shape[0]):
             s += A[t, k]
@@ -443,8 +445,8 @@ def tape_batch(F, Q, C, shared, root, X, V, G, A, seed):
     (float64 (B,))."""
     out = np.empty(X.shape[0])
     A[:, :] = 0.0
-    _replay(Q, C, _gather(F, shared), root, X, 0, X.shape[0], V, G, seed, A, A.shape[1], out)
-    _reduce(F, shared, A, A.shape[1])
+    _replay(Q, C, _gather(F, shared), root, X, 0, X.shape[0], V, G, seed, A, out)
+    _reduce(F, shared, A)
     return out
 
 
@@ -467,6 +469,6 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed):
         b0 = t * B // T
         for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
             A[t, k] = 0.0
-        _replay(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], A.shape[1], out)
-    _reduce(F, shared, A, A.shape[1])
+        _replay(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out)
+    _reduce(F, shared, A)
     return out
