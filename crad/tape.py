@@ -222,11 +222,14 @@ class Tape:
         kind[leaf] = K.PARAM
         kind[self._new_leaf[::-1]] = K.CONST
         col[:] = -1
-        where = {int(s): c for c, s in enumerate(self._flat_inputs)}
-        for p in np.flatnonzero(leaf):
-            c = where.get(int(P[K.P_SLOT, p]))
-            if c is not None:
-                kind[p], col[p] = K.INPUT, c
+        # an input leaf reads its column of X: the last input that holds its slot, as replays write them
+        rev = self._flat_inputs[::-1]
+        if rev.size:
+            by_slot = np.argsort(rev, kind="stable")
+            p = np.flatnonzero(leaf)
+            at = by_slot[np.minimum(np.searchsorted(rev, P[K.P_SLOT, p], sorter=by_slot), rev.size - 1)]
+            hit = rev[at] == P[K.P_SLOT, p]
+            kind[p[hit]], col[p[hit]] = K.INPUT, rev.size - 1 - at[hit]
         nv, ng = K.tape_rows(P)
         self._compiled = K.lower(P, args)
         self._rows = (int(nv), int(ng), int(np.count_nonzero(kind == K.PARAM)))
