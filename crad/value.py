@@ -14,7 +14,7 @@ import threading
 
 from . import anomaly
 from . import kernels as K
-from .arena import Arena, ArenaThreadError, StaleValueError, _local, current_arena
+from .arena import ArenaThreadError, StaleValueError, _local, arena_arg, current_arena
 from .ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, SYMBOL, TANH
 
 _BACKWARD_SWEEP = True  # tests turn it off to exercise the general (Kahn) path
@@ -192,10 +192,8 @@ class Value(DerivedOps):
                 a = _local.current  # current_arena(), without its call
             except AttributeError:
                 a = current_arena()
-        elif isinstance(arena, Arena):
-            a = arena
         else:
-            raise TypeError(f"arena must be a crad.Arena, not {type(arena).__name__}")
+            a = arena_arg(arena)
         if a._owner != _ident():
             a._check_thread()
         k = a._k  # _record's steps, inlined: a leaf is a third of a micrograd graph
