@@ -36,9 +36,8 @@ from .layout import (
     OP,
     REFS,
     RHS,
-    STACK,
 )
-from .sweep import _cascade
+from .sweep import _release_n
 
 # A record whose op is CONST_LEAF is micrograd's constant operand (the 2.0 of
 # x * 2.0): a LEAF owned only by the next record, its user. Every other
@@ -107,26 +106,20 @@ def journal_apply(F, I, M, res, ops, lhs, rhs, args, k, rel, new):
         fill[p] += 1
     freed = 0
     live, peak, made = M[M_LIVE], M[M_PEAK], M[M_MADE]
+    drop = np.empty(m, np.int32)  # a segment's releases
     for t in range(k + 1):
         # A segment's retains first, then its releases (that order can never
         # free a node too early), then one cascade for all that reached zero.
-        sp, hi, lo = 0, -1, I.shape[1]
+        n = 0
         for q in range(start[t], start[t + 1]):
             if seg[q] & RETAIN:
                 I[REFS, seg[q] & SLOT_MASK] += 1
-        for q in range(start[t], start[t + 1]):
-            j = seg[q] & SLOT_MASK
-            if seg[q] & RETAIN:
-                continue
-            I[REFS, j] -= 1
-            if I[REFS, j] == 0:
-                I[STACK, sp] = j
-                sp += 1
-                hi = max(hi, j)
-                lo = min(lo, I[LOW, j]) if lo >= 0 and I[LOW, j] >= 0 else -1
-        if sp:
+            else:
+                drop[n] = seg[q] & SLOT_MASK
+                n += 1
+        if n:
             M[M_LIVE] = live
-            freed += _cascade(F, I, M, sp, hi, lo)
+            freed += _release_n(F, I, M, drop, n)
             live = M[M_LIVE]
         if t == k:
             break

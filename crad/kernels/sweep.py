@@ -102,8 +102,15 @@ def release_counted(F, I, M, root):
 @njit
 def release_many(F, I, M, ids):
     """Drop one reference to each slot of ids (int32, (n,)). Returns how many were freed."""
+    return _release_n(F, I, M, ids, ids.shape[0])
+
+
+@njit
+def _release_n(F, I, M, ids, n):
+    """release_many over ids[:n] (int32): one cascade for every slot whose
+    count reaches zero. Returns how many were freed."""
     sp, hi, lo = 0, -1, I.shape[1]
-    for k in range(ids.shape[0]):
+    for k in range(n):
         i = ids[k]
         I[REFS, i] -= 1
         if I[REFS, i] == 0:
