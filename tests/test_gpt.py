@@ -196,3 +196,10 @@ def test_command_trains_checkpoints_resumes_and_samples(tmp_path, capsys):
         whole = gpt.main(["--steps", "80", "--checkpoint", ""] + common[:2] + common[4:])
     assert np.isfinite(more).all() and np.mean(whole[-20:]) < np.mean(whole[:20])
     assert np.mean(more[-20:]) < whole[0]
+
+
+def test_train_refuses_a_string_as_docs():
+    """A string is a sequence of one-character names: refused, not trained on."""
+    model = gpt.GPT(sorted("abc"), n_embd=4, n_head=1, block_size=4)
+    with pytest.raises(ValueError, match="list of names"):
+        gpt.train(model, "abc", 1, progress=False)

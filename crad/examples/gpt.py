@@ -304,7 +304,7 @@ def train(model, docs, steps, *, lr=0.01, batch_size=1, replay=True, progress=Tr
     constants, one-hot inputs) and seconds."""
     from tqdm import tqdm
     steps, batch_size = _check_size(steps, "steps"), _check_size(batch_size, "batch_size")
-    if not docs or not all(isinstance(d, str) for d in docs):
+    if isinstance(docs, str) or not docs or not all(isinstance(d, str) for d in docs):
         raise ValueError("docs must be a non-empty list of names (str)")
     for d in docs:
         model.encode(d)  # every character must be known before anything changes
