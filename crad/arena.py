@@ -15,6 +15,15 @@ class ArenaThreadError(RuntimeError):
     """An arena was used from a thread other than the one that made it."""
 
 
+def mixed(arenas, what="operands"):
+    """The error to raise when ``what`` come from different arenas: an
+    ArenaThreadError when one belongs to another thread (the usual cause),
+    else a ValueError."""
+    for a in arenas:
+        a._check_thread()
+    return ValueError(f"{what} belong to different arenas; build a graph in one arena")
+
+
 _NO_SLOTS = np.zeros(0, np.int32)
 _NO_CONSTS = np.zeros(0, np.float64)
 _NO_RELEASES = np.zeros(0, np.int64)

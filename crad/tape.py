@@ -22,7 +22,7 @@ import numpy as np
 
 from . import kernels as K
 from . import threads
-from .arena import StaleValueError, arena_arg
+from .arena import StaleValueError, arena_arg, mixed
 from .ops import LEAF, POW
 from .value import Value
 from .vector import Vector, leaves
@@ -59,11 +59,15 @@ class Tape:
         parts = [_leaf_ids(x, k) for k, x in enumerate(inputs)]
         a = parts[0][0]
         if any(p[0] is not a for p in parts):
-            raise ValueError("capture inputs belong to different arenas")
+            raise mixed([p[0] for p in parts], "capture inputs")
+        flat = np.concatenate([p[1] for p in parts])
+        if np.unique(flat).size != flat.size:
+            raise ValueError("capture inputs share leaves (the same Value or Vector twice, or overlapping "
+                             "slices): a replay could not give each input its own values; pass each leaf once")
         self.fn, self.arena = fn, a
         self.inputs = [x.retain() if isinstance(x, Value) else x[...] for x in inputs]
         self._in_ids = [p[1] for p in parts]
-        self._flat_inputs = np.concatenate(self._in_ids)
+        self._flat_inputs = flat
         self._in_shapes = [p[2] for p in parts]
         self.verify = 100 if verify is True else int(verify or 0)
         self.calls = 0
@@ -222,14 +226,13 @@ class Tape:
         kind[leaf] = K.PARAM
         kind[self._new_leaf[::-1]] = K.CONST
         col[:] = -1
-        # an input leaf reads its column of X: the last input that holds its slot, as replays write them
-        rev = self._flat_inputs[::-1]
-        if rev.size:
-            by_slot = np.argsort(rev, kind="stable")
+        flat = self._flat_inputs  # an input leaf reads its column of X (inputs share no leaves)
+        if flat.size:
+            by_slot = np.argsort(flat)
             p = np.flatnonzero(leaf)
-            at = by_slot[np.minimum(np.searchsorted(rev, P[K.P_SLOT, p], sorter=by_slot), rev.size - 1)]
-            hit = rev[at] == P[K.P_SLOT, p]
-            kind[p[hit]], col[p[hit]] = K.INPUT, rev.size - 1 - at[hit]
+            at = by_slot[np.minimum(np.searchsorted(flat, P[K.P_SLOT, p], sorter=by_slot), flat.size - 1)]
+            hit = flat[at] == P[K.P_SLOT, p]
+            kind[p[hit]], col[p[hit]] = K.INPUT, at[hit]
         nv, ng = K.tape_rows(P)
         self._compiled = K.lower(P, args)
         self._rows = (int(nv), int(ng), int(np.count_nonzero(kind == K.PARAM)))
@@ -329,6 +332,9 @@ class Compiled:
                                  + "at least one value")
         key = tuple(v.shape[1:] if batched else v.shape for v in arrays)
         t = self._tapes.get(key)
+        if t is not None and t.root is None:  # released by the user: capture again
+            del self._tapes[key]
+            t = None
         if t is None:
             t = capture(self.fn, *[leaves(v[0] if batched else v, self.arena) for v in arrays], verify=self.verify)
             self._tapes[key] = t

@@ -14,7 +14,7 @@ import threading
 
 from . import anomaly
 from . import kernels as K
-from .arena import ArenaThreadError, StaleValueError, _local, arena_arg, current_arena
+from .arena import ArenaThreadError, StaleValueError, _local, arena_arg, current_arena, mixed
 from .ops import ADD, EXP, LEAF, LOG, MUL, POW, RELU, SYMBOL, TANH
 
 _BACKWARD_SWEEP = True  # tests turn it off to exercise the general (Kahn) path
@@ -360,7 +360,7 @@ class Value(DerivedOps):
         if isinstance(other, Value):
             b, j = other._slot()
             if b is not a:
-                raise ValueError("operands belong to different arenas; build a graph in one arena")
+                raise mixed((a, b))
             return _record(a, op, i, j, 0.0)
         if isinstance(other, numbers.Real):
             a._check_thread()

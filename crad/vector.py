@@ -6,7 +6,7 @@ import numpy as np
 
 from . import anomaly
 from . import kernels as K
-from .arena import StaleValueError, arena_arg
+from .arena import StaleValueError, arena_arg, mixed
 from .ops import ADD, MUL, POW
 from .value import EXITING, DerivedOps, Value, as_float, wrap
 
@@ -191,7 +191,7 @@ class Vector(DerivedOps):
         if isinstance(other, (Vector, Value)):
             b, y = other._slots() if isinstance(other, Vector) else other._slot()
             if b is not a:
-                raise ValueError("operands belong to different arenas")
+                raise mixed((a, b))
             mode, y = K.MAP_NODES, np.asarray(y, np.int32)
         elif other is not None:
             y = np.asarray(other)
@@ -308,7 +308,7 @@ def dot(u, v):
     a, x = u._slots()
     b, y = v._slots()
     if a is not b:
-        raise ValueError("dot() operands belong to different arenas")
+        raise mixed((a, b), "dot() operands")
     if x.size != y.size:
         raise ValueError(f"dot() needs Vectors of the same size, got {x.size} and {y.size}")
     if x.size == 0:
@@ -343,7 +343,7 @@ def stack(vectors):
     a, shape = parts[0][0], parts[0][1].shape
     for k, (b, ids) in enumerate(parts):
         if b is not a:
-            raise ValueError(f"stack(): Vector {k} belongs to another arena")
+            raise mixed((a, b), f"stack(): Vector 0 and Vector {k}")
         if ids.shape != shape:
             raise ValueError(f"stack(): Vector {k} has shape {ids.shape}, Vector 0 has {shape}")
     ids = np.stack([ids for _, ids in parts])

@@ -98,7 +98,11 @@ def test_a_value_used_in_another_thread_raises_and_changes_nothing(arena):
         for f in (lambda: x + 1.0, lambda: x * x, lambda: y.backward(), lambda: x.retain(), lambda: v * 2.0,
                   lambda: v[0], lambda: v.data, lambda: crad.dot(v, v), lambda: x.exp(),
                   lambda: Value(1.0, arena=arena), lambda: crad.leaves([1.0], arena=arena), lambda: arena.live,
-                  lambda: arena.__enter__(), lambda: crad.MLP(2, [1], arena=arena)):
+                  lambda: arena.__enter__(), lambda: crad.MLP(2, [1], arena=arena),
+                  # a handle of this thread's arena mixed with one of the other's
+                  lambda: Value(1.0) * x, lambda: Value(1.0) + y, lambda: crad.leaves([1.0, 2.0]) * v,
+                  lambda: crad.dot(crad.leaves([1.0, 2.0]), v), lambda: crad.stack([crad.leaves([1.0, 2.0]), v]),
+                  lambda: crad.capture(lambda a, b: (a * b).sum(), crad.leaves([1.0, 2.0]), v)):
             with pytest.raises(ArenaThreadError, match="another thread"):
                 f()
         other["live"] = other["arena"].live

@@ -357,3 +357,25 @@ def test_refused_inputs_are_not_written(arena):
         tape(np.array([5.0, 6.0]))
     assert x.data[0] == 3.0
     assert tape(np.array([4.0])) == 8.0 and tape.calls == 2
+
+
+def test_capture_refuses_inputs_that_share_leaves(arena):
+    """Two inputs holding one leaf would overwrite each other's values on
+    every replay: refused, the arena unchanged."""
+    x = crad.leaves([1.0, 2.0])
+    live = arena.live
+    for inputs in ((x, x), (x, x[0:1]), (x[[0, 0]],)):
+        with pytest.raises(ValueError, match="share leaves"):
+            crad.capture(lambda *v: sum((u * u).sum() for u in v), *inputs)
+    assert arena.live == live
+
+
+def test_compile_captures_again_after_its_tape_was_released(arena):
+    w = crad.leaves([2.0, 3.0])
+    f = crad.compile(lambda x: (x * w).sum())
+    assert f(np.ones(2)) == 5.0
+    f.tapes[((2,),)].release()
+    assert f(np.array([1.0, 2.0])) == 8.0 and len(f) == 1
+    f.release()
+    del f
+    assert arena.live == 2
