@@ -19,9 +19,7 @@ def _queue_releases(a, ids):
     now, after applying what the journal holds (one kernel call each). From
     another thread: queued (one list append), for the owner to apply."""
     if a._owner == threading.get_ident():
-        if a._kend or a._rel or a._vrel:
-            a._sync()
-        K.release_many(a._F, a._I, a._M, ids.reshape(-1))
+        K.release_many(*a.columns(), ids.reshape(-1))
     else:
         a._vrel.append((np.int64(a._k) << 32) | ids.reshape(-1).astype(np.int64))
 
