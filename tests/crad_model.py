@@ -196,7 +196,8 @@ def apply_rules(nodes):
         gx, gy = local_grads(n.op, n.l.data, n.r.data if n.r is not None else 0.0, n.c, n.data, n.grad)
         for m, g in ((n.l, gx), (n.r, gy)):
             if m is not None:
-                m.grad = float(np.float64(m.grad) + g)
+                with np.errstate(all="ignore"):  # inf + -inf is NaN, as in the kernels
+                    m.grad = float(np.float64(m.grad) + g)
                 m.mag += abs(float(g)) if np.isfinite(g) else math.inf
 
 
