@@ -113,7 +113,8 @@ class Tape:
             self._fwd.sort()
             self._bwd = self._fwd[::-1].copy()
         self._compiled = None
-        self._scratch = {}  # (B, T, wide) -> scratch arrays of batch()
+        self._scratch = {}  # (B, T, wide or "split") -> scratch arrays of batch()
+        self._split = {}  # T -> kernels.split.plan's split program, or None
         self._swept = False  # a backward ran since the last forward
         self._pace = threads.Pace()
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
@@ -233,8 +234,9 @@ class Tape:
             at = by_slot[np.minimum(np.searchsorted(flat, P[K.P_SLOT, p], sorter=by_slot), flat.size - 1)]
             hit = flat[at] == P[K.P_SLOT, p]
             kind[p[hit]], col[p[hit]] = K.INPUT, at[hit]
-        nv, ng = K.tape_rows(P)
-        self._compiled = K.lower(P, args)
+        self._P, self._args = P.copy(), args  # before register allocation: kernels.split re-plans the rows
+        nv, ng = K.tape_rows(P, np.zeros(n, np.bool_))
+        self._compiled = K.lower(P, args)[:4]
         self._rows = (int(nv), int(ng), int(np.count_nonzero(kind == K.PARAM)))
 
     def batch(self, *values, reduction="mean"):
@@ -262,8 +264,31 @@ class Tape:
         F = self.arena.F
         if T == 1:
             return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed)
+        split = self._split_for(B, T)
+        if split is not None:
+            program, sec, scratch = split
+            args = (F, *program, X, *scratch, seed, sec)
+            return self._pace.run(K.tape_split_parallel, K.tape_split, lambda wide: args, work)
         return self._pace.run(K.tape_batch_parallel, K.tape_batch,
                               lambda wide: (F, *self._compiled, X, *self._scratch_for(B, T, wide), seed), work)
+
+    def _split_for(self, B, T):
+        """(program, sec, scratch) of the split program (``kernels.split``)
+        for T threads when it beats splitting B samples, else None: a
+        split program's span runs over all B samples, a sample split runs
+        every instruction over B / T (``threads.DECODE_SAMPLES``)."""
+        if T not in self._split:
+            self._split[T] = K.plan(self._P, self._args, T)
+        program, sec, (nv, ng), span = self._split[T]
+        d = threads.DECODE_SAMPLES
+        if span * (d + B) >= self.computed * (d + -(-B // T)):
+            return None
+        key = (B, T, "split")
+        if key not in self._scratch:
+            if len(self._scratch) > 4:
+                self._scratch.clear()
+            self._scratch[key] = np.empty((nv, B)), np.empty((ng, B)), np.empty((T, self._rows[2]))
+        return program, sec, self._scratch[key]
 
     def _scratch_for(self, B, T, wide):
         """Value and grad rows, and T chunks' parameter accumulators, for B

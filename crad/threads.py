@@ -1,10 +1,13 @@
 """Threads for batched replay: how many, when, and launching safely.
 
-``tape.batch`` splits a large enough batch into T chunks of consecutive
-samples, one per thread (``kernels.replay.tape_batch_parallel``). Each chunk
-has its own value and gradient rows and its own parameter-gradient
-accumulator; the accumulators are added to the arena in chunk order, so a
-result depends on T and never on the scheduling. Everything else (building
+``tape.batch`` splits a large enough batch over T threads: by its
+instructions, when the graph has a wide front of independent chains
+(``kernels.split``: each thread runs its bin of chains over every sample),
+else into T chunks of consecutive samples, one per thread
+(``kernels.replay.tape_batch_parallel``). Each thread has its own value and
+gradient rows and its own parameter-gradient accumulator; the accumulators
+are added to the arena in a fixed order, so a result depends on T and never
+on the scheduling. Everything else (building
 graphs, backward, release, single replays, the optimizers) runs on the
 calling thread.
 
@@ -35,6 +38,10 @@ ENV = "CRAD_NUM_THREADS"
 # in all: serial; MNIST's batch of 32, 2.5 M: parallel.
 MIN_SAMPLES_PER_THREAD = 4
 MIN_WORK_PER_THREAD = 250_000
+# Decoding an instruction costs about as much as running it over this many
+# samples (MNIST's tape: ~13 ns against ~0.27 ns a sample). It weighs a
+# split of the instructions (``kernels.split``) against a split of samples.
+DECODE_SAMPLES = 48
 
 
 def _most():

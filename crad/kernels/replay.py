@@ -75,7 +75,7 @@ N_PROG = 10
 
 
 @njit
-def tape_rows(P):
+def tape_rows(P, fence):
     """Register allocation for a batched tape: fills P's VROW, GROW, LFIRST
     and RFIRST rows from its OP, L, R and KIND rows. Returns (rows of V,
     rows of G).
@@ -83,7 +83,9 @@ def tape_rows(P):
     A value keeps its row through the backward pass only if some backward
     rule reads it (``ops.READS_*``) or it is the root; otherwise its row is
     reused once its last user has run. A grad row lives from its node's
-    first user's backward to the node's own.
+    first user's backward to the node's own. fence: bool (n,), True where a
+    section of a split program starts (all False otherwise): a row freed in
+    one section is never reused in another, since sections may run at once.
     """
     n = P.shape[1]
     op, lpos, rpos, kind = P[P_OP], P[P_L], P[P_R], P[P_KIND]
@@ -106,6 +108,8 @@ def tape_rows(P):
     nv = 0
     for p in range(n):
         vrow[p] = -1
+        if fence[p]:
+            nfree = 0
         if kind[p] == PARAM or kind[p] == CONST:
             continue
         if nfree > 0:
@@ -150,6 +154,8 @@ def tape_rows(P):
         if grow[p] >= 0:
             free[nfree] = grow[p]
             nfree += 1
+        if fence[p]:
+            nfree = 0
     return nv, ng
 
 
@@ -188,11 +194,11 @@ SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
 
 def lower(P, args):
     """The lowered program of a compiled tape (P after ``tape_rows``):
-    (Q, C, shared, root). C: float64 (m,), each instruction's constant
+    (Q, C, shared, root, at). C: float64 (m,), each instruction's constant
     (POW's exponent). shared: int32 (s,), the arena slots of the shared
     scalars, parameters first (index k < number of parameters is parameter
     k). root: int64 (2,), the root's kind and its row or shared index.
-    Plain numpy, so it costs no compile time."""
+    at: int64 (m,), each instruction's position in P. Plain numpy, so it costs no compile time."""
     n = P.shape[1]
     op, kind = P[P_OP], P[P_KIND]
     params, consts = np.flatnonzero(kind == PARAM), np.flatnonzero(kind == CONST)
@@ -228,7 +234,7 @@ def lower(P, args):
     shared = P[P_SLOT, np.concatenate([params, consts])].astype(np.int32)
     rk_, ri, _ = operand(np.array([n - 1]))
     run = skip != SKIP_FWD | SKIP_BWD  # an instruction with nothing left to do is dropped
-    return Q[run], args[pos][run], shared, np.array([rk_[0], ri[0]], np.int64)
+    return Q[run], args[pos][run], shared, np.array([rk_[0], ri[0]], np.int64), pos[run]
 
 
 def _swap(which, lk, rk, x, y, gx, gy, lf, rf):
@@ -281,7 +287,18 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, out):
     float64 (B,), receives the root's value per sample.
     """
     m, T = Q.shape[0], A.shape[0]
-    for i in range(m):
+    cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
+    for t in range(T + 1):
+        cut[t] = t * bn // T
+    _forward(Q, C, S, X, b0, bn, V, 0, m)
+    _seed(S, root, b0, bn, V, G, seed, cut, A, out)
+    _backward(Q, C, S, bn, V, G, 0, m, cut, A)
+
+
+@njit
+def _forward(Q, C, S, X, b0, bn, V, lo, hi):
+    """The forward pass of instructions lo .. hi - 1 (arrays as ``_replay``'s)."""
+    for i in range(lo, hi):
         code, x, y, v = Q[i, Q_CODE], Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V]
         o, case = code & 31, (code >> 13) & 7
         if code & SKIP_FWD:
@@ -308,18 +325,28 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, out):
             xr, yr = 0 if sl else x, 0 if sr else y
             for b in range(bn):
                 V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
+
+
+@njit
+def _seed(S, root, b0, bn, V, G, seed, cut, A, out):
+    """Between the passes: the root's value per sample into out, and its
+    gradient seed into G's row 0 (arrays as ``_replay``'s)."""
     rk, ri = root[0], root[1]
     for b in range(bn):
         out[b0 + b] = S[ri] if rk >= PARAM else V[ri, b]
         G[0, b] = seed
-    cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
-    for t in range(T + 1):
-        cut[t] = t * bn // T
     if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
-        for t in range(T):
+        for t in range(A.shape[0]):
             A[t, ri] += seed * (cut[t + 1] - cut[t])
-    SP = np.empty((2, bn))  # a generic rule's parameter gradients per sample (left, right)
-    for i in range(m - 1, -1, -1):
+
+
+@njit
+def _backward(Q, C, S, bn, V, G, lo, hi, cut, A):
+    """The backward pass of instructions hi - 1 down to lo (arrays as
+    ``_replay``'s; cut: int64 (T + 1,), the chunks' first samples)."""
+    T = A.shape[0]
+    SP = np.empty((2, bn))  # per sample, the gradient of the left / right parameter operand
+    for i in range(hi - 1, lo - 1, -1):
         code = Q[i, Q_CODE]
         o = code & 31
         if o == LEAF:
@@ -327,53 +354,60 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, out):
         x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
         lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
         lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
-        # Hot shapes first, each one pass over the samples.
-        if case == MUL_SR and rk == ROW and lk == PARAM:  # w * h: both grads at once
-            w = S[x]
-            for t in range(T):
-                s = 0.0
-                if rfirst:
-                    for b in range(cut[t], cut[t + 1]):
-                        s += V[y, b] * G[gp, b]
-                        G[gy, b] = w * G[gp, b]
-                else:
-                    for b in range(cut[t], cut[t + 1]):
-                        s += V[y, b] * G[gp, b]
-                        G[gy, b] += w * G[gp, b]
-                A[t, x] += s
-            continue
         if (case == ADD_RR or case == FMA_ROW) and lk == ROW and rk == ROW and lfirst and rfirst:
             for b in range(bn):  # a chain of adds: both operands' rows start here
                 G[gx, b] = G[gy, b] = G[gp, b]
             continue
-        # Otherwise up to two gives, G[j] = or += s * G[gp] (= for the first
-        # contribution, so h + h, one row as both operands, assigns then
-        # adds), and up to two parameter sums over each chunk of V[u] *
-        # G[gp] (u >= 0) or of a generic rule's SP[-u - 2]. s * G[gp] with
-        # s = 1 is exact, so each shape keeps the generic rules' bits. Written
-        # out once here, not as helpers: an inlined helper taking arrays
-        # costs two atomic reference counts per call in this loop. (Each
-        # shape's loops cost compile time too, ~0.2 s each, cold: rarer
-        # shapes take the generic rule.)
-        j1 = j2 = k1 = k2 = -1
-        f1 = f2 = 0
-        s1 = s2 = 1.0
-        ku1 = ku2 = -1
-        if case == MUL_SR:
-            if lk == PARAM:
-                k1, ku1 = x, y
-            if rk == ROW:
-                j1, f1, s1 = gy, rfirst, S[x]
-        elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
-            if lk == ROW:
-                j1, f1 = gx, lfirst
-            if (code >> 16) & 1:
-                k1, ku1 = Q[i, Q_W], y
-        elif case == ADD_RR or case == FMA_ROW:
-            if lk == ROW:
-                j1, f1 = gx, lfirst
-            if rk == ROW:
-                j2, f2 = gy, rfirst
+        # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
+        # for the first contribution, so h + h, one row as both operands,
+        # assigns then adds; s * G[gp] with s = 1 is exact, so each shape
+        # keeps the generic rules' bits), and fills SP for up to two
+        # parameters k1, k2. Written out here, not as helpers: an inlined
+        # helper taking arrays costs two atomic reference counts per call in
+        # this loop. (Each shape's loops cost compile time too, ~0.2 s each,
+        # cold: rarer shapes take the generic rule.)
+        k1 = k2 = -1
+        if case == MUL_SR and lk == PARAM and rk == ROW:  # w * h, the hot shape: both grads in one pass
+            w, k1 = S[x], x
+            if rfirst:
+                for b in range(bn):
+                    SP[0, b] = V[y, b] * G[gp, b]
+                    G[gy, b] = w * G[gp, b]
+            else:
+                for b in range(bn):
+                    SP[0, b] = V[y, b] * G[gp, b]
+                    G[gy, b] += w * G[gp, b]
+        elif case != GENERIC:
+            j1 = j2 = u = -1
+            f1 = f2 = 0
+            s1 = 1.0
+            if case == MUL_SR:  # c * h, or w * input
+                if lk == PARAM:
+                    k1, u = x, y
+                if rk == ROW:
+                    j1, f1, s1 = gy, rfirst, S[x]
+            elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
+                if lk == ROW:
+                    j1, f1 = gx, lfirst
+                if (code >> 16) & 1:
+                    k1, u = Q[i, Q_W], y
+            else:  # ADD_RR, FMA_ROW
+                if lk == ROW:
+                    j1, f1 = gx, lfirst
+                if rk == ROW:
+                    j2, f2 = gy, rfirst
+            for j, f, s in ((j1, f1, s1), (j2, f2, 1.0)):
+                if j < 0:
+                    continue
+                if f:
+                    for b in range(bn):
+                        G[j, b] = s * G[gp, b]
+                else:
+                    for b in range(bn):
+                        G[j, b] += s * G[gp, b]
+            if u >= 0:
+                for b in range(bn):
+                    SP[0, b] = V[u, b] * G[gp, b]
         else:
             c = C[i]
             sl, sr = lk >= PARAM, rk >= PARAM
@@ -389,37 +423,42 @@ def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, out):
                     G[gy, b] = gr if rfirst else G[gy, b] + gr
                 SP[1, b] = gr
             if lk == PARAM:
-                k1, ku1 = x, -2
+                k1 = x
             if rk == PARAM:
-                k2, ku2 = y, -3
-        for j, f, s in ((j1, f1, s1), (j2, f2, s2)):
-            if j < 0:
-                continue
-            if f:
-                for b in range(bn):
-                    G[j, b] = s * G[gp, b]
-            else:
-                for b in range(bn):
-                    G[j, b] += s * G[gp, b]
-        for k, u in ((k1, ku1), (k2, ku2)):
+                k2 = y
+        # Each chunk's sum of a parameter's SP row, in eight interleaved
+        # partial sums: eight independent additions at a time, where one
+        # running sum waits for each addition before the next (a fixed
+        # order, so the same bits on any thread).
+        for r in range(2):
+            k = k1 if r == 0 else k2
             if k < 0:
                 continue
             for t in range(T):
-                s = 0.0
-                if u >= 0:
-                    for b in range(cut[t], cut[t + 1]):
-                        s += V[u, b] * G[gp, b]
-                else:
-                    for b in range(cut[t], cut[t + 1]):
-                        s += SP[-u - 2, b]
+                b, end = cut[t], cut[t + 1]
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                while b + 8 <= end:
+                    a0 += SP[r, b]
+                    a1 += SP[r, b + 1]
+                    a2 += SP[r, b + 2]
+                    a3 += SP[r, b + 3]
+                    a4 += SP[r, b + 4]
+                    a5 += SP[r, b + 5]
+                    a6 += SP[r, b + 6]
+                    a7 += SP[r, b + 7]
+                    b += 8
+                s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                while b < end:
+                    s += SP[r, b]
+                    b += 1
                 A[t, k] += s
 
 
 @njit
-def _reduce(F, shared, A):
-    """Add each chunk's parameter gradients (A: float64 (T, parameters)) to
-    the arena, in chunk order."""
-    for k in range(A.shape[1]):
+def _reduce(F, shared, A, lo, hi):
+    """Add each chunk's gradients of parameters lo .. hi - 1 (A: float64
+    (T, parameters)) to the arena, in chunk order."""
+    for k in range(lo, hi):
         s = 0.0
         for t in range(A.shape[0]):
             s += A[t, k]
@@ -427,12 +466,11 @@ def _reduce(F, shared, A):
 
 
 @njit
-def _gather(F, shared):
-    """The shared scalars' values (float64, (s,)) from their slots (int32 (s,))."""
-    S = np.empty(shared.shape[0])
-    for k in range(shared.shape[0]):
+def _gather(F, shared, S, lo, hi):
+    """The shared scalars lo .. hi - 1's values into S (float64, (s,)) from
+    their slots (shared: int32 (s,))."""
+    for k in range(lo, hi):
         S[k] = F[DATA, shared[k]]
-    return S
 
 
 @njit
@@ -445,8 +483,10 @@ def tape_batch(F, Q, C, shared, root, X, V, G, A, seed):
     (float64 (B,))."""
     out = np.empty(X.shape[0])
     A[:, :] = 0.0
-    _replay(Q, C, _gather(F, shared), root, X, 0, X.shape[0], V, G, seed, A, out)
-    _reduce(F, shared, A)
+    S = np.empty(shared.shape[0])
+    _gather(F, shared, S, 0, S.shape[0])
+    _replay(Q, C, S, root, X, 0, X.shape[0], V, G, seed, A, out)
+    _reduce(F, shared, A, 0, A.shape[1])
     return out
 
 
@@ -464,11 +504,87 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed):
     """
     T, B = V.shape[0], X.shape[0]
     out = np.empty(B)
-    S = _gather(F, shared)
+    S = np.empty(shared.shape[0])
+    _gather(F, shared, S, 0, S.shape[0])
     for t in prange(T):
         b0 = t * B // T
         for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
             A[t, k] = 0.0
         _replay(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out)
-    _reduce(F, shared, A)
+    _reduce(F, shared, A, 0, A.shape[1])
+    return out
+
+
+# A split program (``split.plan``) runs each sample's instructions on T
+# threads at once: sec (int64, (2T + 1,)) cuts it into T parts of the input
+# loads (sec[t] .. sec[t + 1] - 1), T independent bins of computed nodes
+# (sec[T + t] ..), and the tail (sec[2T] .. m - 1, the root last), which
+# uses the bins' results. A bin's nodes use no other bin's rows of V or G,
+# so the bins run concurrently, each over all B samples (V: float64 (rows
+# of V, >= B), G: float64 (rows of G, >= B)); the tail runs on the calling
+# thread. A: float64 (T, parameters): bin t adds its parameter sums to
+# A[t], the tail to A[0], each over all samples as one chunk; the
+# accumulators are added to the arena in order, so the result depends on T,
+# never on the scheduling, and tape_split gives the same bits on one thread.
+@njit
+def _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, phase):
+    """Thread t's part of a phase: 0, its share of the shared scalars'
+    values into S, zero A[t], load part t of the inputs; 1, bin t's forward
+    pass; 2, bin t's backward pass; 3, its share of the parameters' sums
+    into the arena."""
+    T, B = A.shape[0], X.shape[0]
+    if phase == 0:
+        _gather(F, shared, S, t * S.shape[0] // T, (t + 1) * S.shape[0] // T)
+        for k in range(A.shape[1]):
+            A[t, k] = 0.0
+        _forward(Q, C, S, X, 0, B, V, sec[t], sec[t + 1])
+    elif phase == 1:
+        _forward(Q, C, S, X, 0, B, V, sec[T + t], sec[T + t + 1])
+    elif phase == 2:
+        _backward(Q, C, S, B, V, G, sec[T + t], sec[T + t + 1], np.array([0, B], np.int64), A[t:t + 1])
+    else:
+        _reduce(F, shared, A, t * A.shape[1] // T, (t + 1) * A.shape[1] // T)
+
+
+@njit
+def _split_tail(Q, C, S, root, X, V, G, A, seed, sec, out):
+    """The tail's forward, the seed and the tail's backward (A[0])."""
+    B, m = X.shape[0], Q.shape[0]
+    whole = np.array([0, B], np.int64)
+    _forward(Q, C, S, X, 0, B, V, sec[2 * A.shape[0]], m)
+    _seed(S, root, 0, B, V, G, seed, whole, A[0:1], out)
+    _backward(Q, C, S, B, V, G, sec[2 * A.shape[0]], m, whole, A[0:1])
+
+
+@njit
+def tape_split(F, Q, C, shared, root, X, V, G, A, seed, sec):
+    """tape_split_parallel's parts, one after another on the calling thread
+    (the same bits: ``threads.Pace`` runs it when the cores are busy)."""
+    T = A.shape[0]
+    S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
+    for phase in range(4):
+        if phase == 2:
+            _split_tail(Q, C, S, root, X, V, G, A, seed, sec, out)
+        for t in range(T):
+            _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, phase)
+    return out
+
+
+@njit(parallel=True)
+def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, sec):
+    """A batched replay of a split program (see above): each phase of
+    ``_split_part`` on T threads, the tail's between the bins' forward and
+    backward passes on the calling thread. Returns the root's value per
+    sample (float64 (B,))."""
+    T = A.shape[0]
+    S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
+    for t in prange(T):
+        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 0)
+    for t in prange(T):
+        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 1)
+    _split_tail(Q, C, S, root, X, V, G, A, seed, sec, out)
+    for t in prange(T):
+        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 2)
+    for t in prange(T):
+        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 3)
     return out

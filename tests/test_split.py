@@ -1,0 +1,156 @@
+"""Split programs (``kernels.split``): a batch's instructions dealt out to
+threads in independent bins, each bin run over every sample.
+
+The oracle is the serial kernel on the unsplit program: the same values bit
+for bit, gradients within the rounding of a reordered sum. What the serial
+comparison cannot see, two threads writing the same row at once, is checked
+on the program itself: no bin reads or writes a row another bin writes.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+from test_batch import H_PLUS_H, build, program
+from test_dag import leaf
+from test_threads import MOST, mlp_tape
+
+import crad
+from crad import MLP, losses, threads
+from crad import kernels as K
+from crad.kernels.replay import FMA_IN, FMA_ROW, INPUT, Q_CODE, Q_G, Q_GX, Q_GY, Q_V, Q_X, Q_Y, ROW, SKIP_FWD
+
+
+def rows_used(Q, lo, hi):
+    """(V rows written, V rows read, G rows touched) by instructions lo .. hi - 1."""
+    q = Q[lo:hi]
+    code = q[:, Q_CODE]
+    lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
+    written = set(q[(code & SKIP_FWD) == 0, Q_V])
+    read = set(q[(lk == ROW) | (lk == INPUT), Q_X]) | set(q[(rk == ROW) | (rk == INPUT), Q_Y])
+    read |= set(q[(case == FMA_IN) | (case == FMA_ROW), Q_Y])
+    grads = set(q[q[:, Q_G] >= 0, Q_G]) | set(q[lk == ROW, Q_GX]) | set(q[rk == ROW, Q_GY])
+    return written, read, grads
+
+
+def check_bins_apart(Q, sec, T):
+    """Bins may run at once: none touches a row another writes (or a grad row of another)."""
+    bins = [rows_used(Q, sec[T + t], sec[T + t + 1]) for t in range(T)]
+    for t in range(T):
+        for u in range(t + 1, T):
+            (w1, r1, g1), (w2, r2, g2) = bins[t], bins[u]
+            assert not w1 & (w2 | r2) and not w2 & r1, (t, u)
+            assert not g1 & g2, (t, u)
+    loads = Q[sec[0]:sec[T]]
+    assert (loads[:, Q_CODE] & 31 == 0).all()  # LEAF: the input loads, nothing else
+    assert not (Q[sec[T]:, Q_CODE] & 31 == 0).any()
+
+
+def run_split(arena, tape, X, T, parallel_kernel):
+    program, sec, (nv, ng), _ = K.plan(tape._P, tape._args, T)
+    A = np.full((T, tape._rows[2]), np.nan)  # the kernel zeroes what it uses
+    kernel = K.tape_split_parallel if parallel_kernel else K.tape_split
+    return kernel(arena.F, *program, np.ascontiguousarray(X), np.full((nv, len(X)), np.nan),
+                  np.full((ng, len(X)), np.nan), A, 1.0, sec)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(program, st.lists(leaf, min_size=9, max_size=9), st.sampled_from([2, 3, 5]))
+@example(H_PLUS_H, [0.75] * 9, 2)
+@example(dict(H_PLUS_H, root=0), [0.75] * 9, 2)  # a parameter as the root
+def test_split_equals_serial_on_random_programs(prog, data, T):
+    B, k = 3, len(prog["inputs"])
+    X = np.array((data * 2)[: B * k]).reshape(B, k)
+    with crad.Arena(capacity=8) as a, np.errstate(all="ignore"):
+        params = crad.leaves(np.array(prog["params"]))
+        tape = crad.capture(lambda x: build(params, x, prog), crad.leaves(np.array(prog["inputs"])))
+        threads.set_num_threads(1)
+        params.grad = 0.0
+        want = tape.batch(X, reduction="sum")
+        g_want = params.grad
+        program_, sec, _, _ = K.plan(tape._P, tape._args, T)
+        check_bins_apart(program_[0], sec, T)
+        got = []
+        for parallel_kernel in (False, True, True):
+            params.grad = 0.0
+            out = run_split(a, tape, X, T, parallel_kernel)
+            np.testing.assert_array_equal(out, want)
+            got.append(params.grad)
+        np.testing.assert_array_equal(got[0], got[1])  # threads.Pace's two ways: the same bits
+        np.testing.assert_array_equal(got[1], got[2])  # deterministic
+        assume(np.isfinite(g_want).all() and (np.abs(g_want) < 1e6).all())
+        np.testing.assert_allclose(got[0], g_want, rtol=1e-9, atol=1e-9)
+        del tape
+
+
+def test_plan_splits_an_mlp_into_balanced_bins(arena):
+    """An MLP's first layer is one chain of multiply-adds per neuron: the
+    bins share them out, and only the later layers and the loss are left."""
+    model = MLP(64, [12, 3], seed=0)  # 12 neurons: as many per bin for T = 2 and 3
+    tape = crad.capture(lambda x, y: losses.cross_entropy(model(x), y), crad.leaves(np.zeros((1, 64))),
+                        crad.leaves(np.eye(3)[[0]]))
+    tape.batch(np.zeros((2, 1, 64)), np.zeros((2, 1, 3)))  # compiles
+    for T in (2, 3):
+        (Q, *_), sec, _, span = K.plan(tape._P, tape._args, T)
+        check_bins_apart(Q, sec, T)
+        sizes = np.diff(sec[T:])  # T bins, then the tail's start
+        assert sizes.min() > 0.9 * sizes.max() and (sizes > 0).all()
+        assert Q.shape[0] - sec[2 * T] < 0.2 * Q.shape[0]  # the tail: layer 2 and the loss
+        assert span < 0.75 * tape.computed
+        loads = np.diff(sec[:T + 1])
+        assert loads.sum() == 64 + 3 and loads.max() - loads.min() <= 1
+
+
+def test_plan_leaves_a_chain_unsplit(arena):
+    """A graph with no independent chains has no bins: all of it is the tail."""
+    x = crad.leaves(np.array([0.5]))
+    tape = crad.capture(lambda v: ((v * 2.0).tanh() * 3.0).exp().sum(), x)
+    tape.batch(np.ones((2, 1)))
+    (Q, *_), sec, _, span = K.plan(tape._P, tape._args, 2)
+    assert span == tape.computed and sec[2] == sec[4] == 1  # one load, empty bins, the rest the tail
+    assert tape._split_for(64, 2) is None  # batch() splits the samples instead
+
+
+@pytest.mark.parametrize("B", [4, 32])
+def test_batch_uses_a_split_program_when_it_pays(arena, B):
+    """tape.batch on T threads picks the split program for a wide first
+    layer (threads.DECODE_SAMPLES), with the one-thread values and gradients."""
+    saved = threads.MIN_SAMPLES_PER_THREAD, threads.MIN_WORK_PER_THREAD, threads.get_num_threads()
+    threads.MIN_SAMPLES_PER_THREAD = threads.MIN_WORK_PER_THREAD = 1
+    try:
+        rng = np.random.default_rng(B)
+        model = MLP(64, [12, 3], seed=1)
+        tape = crad.capture(lambda x, y: losses.cross_entropy(model(x), y), crad.leaves(np.zeros((1, 64))),
+                            crad.leaves(np.eye(3)[[0]]))
+        X, Y = rng.normal(size=(B, 1, 64)), np.eye(3)[rng.integers(0, 3, B)][:, None, :]
+        threads.set_num_threads(1)
+        model.zero_grad()
+        out1, g1 = tape.batch(X, Y), model.parameters().grad
+        threads.set_num_threads(MOST)
+        runs = []
+        for _ in range(4):  # both of threads.Pace's ways, twice each
+            model.zero_grad()
+            np.testing.assert_array_equal(tape.batch(X, Y), out1)
+            runs.append(model.parameters().grad)
+        assert (B, MOST, "split") in tape._scratch
+        assert tape._pace.runs[True] and tape._pace.runs[False]
+        for g in runs:
+            np.testing.assert_array_equal(g, runs[0])
+        np.testing.assert_allclose(runs[0], g1, rtol=1e-12, atol=1e-15)
+    finally:
+        threads.MIN_SAMPLES_PER_THREAD, threads.MIN_WORK_PER_THREAD = saved[:2]
+        threads.set_num_threads(saved[2])
+
+
+def test_split_programs_shared_by_mlp_tapes_agree_across_thread_counts(arena):
+    """The split program's result depends on T only: T above the core count agrees too."""
+    model, tape = mlp_tape()
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(9, 1, 5)), np.eye(3)[rng.integers(0, 3, 9)][:, None, :]
+    model.zero_grad()
+    tape.batch(X, Y, reduction="sum")
+    g1 = model.parameters().grad
+    Xall = np.hstack([X.reshape(9, -1), Y.reshape(9, -1)])
+    for T in (2, 3, 4, 8):
+        model.zero_grad()
+        run_split(arena, tape, Xall, T, True)
+        np.testing.assert_allclose(model.parameters().grad, g1, rtol=1e-12, atol=1e-15)
