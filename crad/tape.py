@@ -16,6 +16,7 @@ Constants made from data inside fn keep their captured values: the row max
 that ``losses.cross_entropy`` subtracts for stability is such a constant, and
 harmless (softmax does not depend on it).
 """
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -26,6 +27,13 @@ from .arena import StaleValueError, arena_arg, mixed
 from .ops import LEAF, POW
 from .value import Value
 from .vector import Vector, leaves
+
+
+@functools.cache
+def _plain(m, T):
+    """The segments (``kernels.replay``) of a plain program of m
+    instructions: its forward and backward passes, with T chunk sums."""
+    return np.array([[0, m, K.FWD_SEED, 0, T], [0, m, K.BWD, 0, T]], np.int64)
 
 
 class TapeError(ValueError):
@@ -262,24 +270,26 @@ class Tape:
         work = B * self.computed
         T = threads.chunks(B, work)
         F = self.arena.F
+        m = self._compiled[0].shape[0]
         if T == 1:
-            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed)
+            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed,
+                               _plain(m, 1))
         split = self._split_for(B, T)
         if split is not None:
-            program, sec, scratch = split
-            args = (F, *program, X, *scratch, seed, sec)
-            return self._pace.run(K.tape_split_parallel, K.tape_split, lambda wide: args, work)
-        return self._pace.run(K.tape_batch_parallel, K.tape_batch,
-                              lambda wide: (F, *self._compiled, X, *self._scratch_for(B, T, wide), seed), work)
+            program, segs, scratch = split
+            return self._pace.run(K.tape_split_parallel, K.tape_batch, lambda wide: (
+                F, *program, X, *scratch, seed, segs if wide else segs.reshape(-1, 5)), work)
+        return self._pace.run(K.tape_batch_parallel, K.tape_batch, lambda wide: (
+            F, *self._compiled, X, *self._scratch_for(B, T, wide), seed, _plain(m, 1 if wide else T)), work)
 
     def _split_for(self, B, T):
-        """(program, sec, scratch) of the split program (``kernels.split``)
+        """(program, segs, scratch) of the split program (``kernels.split``)
         for T threads when it beats splitting B samples, else None: a
         split program's span runs over all B samples, a sample split runs
         every instruction over B / T (``threads.DECODE_SAMPLES``)."""
         if T not in self._split:
             self._split[T] = K.plan(self._P, self._args, T)
-        program, sec, (nv, ng), span = self._split[T]
+        program, segs, (nv, ng), span = self._split[T]
         d = threads.DECODE_SAMPLES
         if span * (d + B) >= self.computed * (d + -(-B // T)):
             return None
@@ -288,7 +298,7 @@ class Tape:
             if len(self._scratch) > 4:
                 self._scratch.clear()
             self._scratch[key] = np.empty((nv, B)), np.empty((ng, B)), np.empty((T, self._rows[2]))
-        return program, sec, self._scratch[key]
+        return program, segs, self._scratch[key]
 
     def _scratch_for(self, B, T, wide):
         """Value and grad rows, and T chunks' parameter accumulators, for B

@@ -17,7 +17,7 @@ from test_threads import MOST, mlp_tape
 import crad
 from crad import MLP, losses, threads
 from crad import kernels as K
-from crad.kernels.replay import FMA_IN, FMA_ROW, INPUT, Q_CODE, Q_G, Q_GX, Q_GY, Q_V, Q_X, Q_Y, ROW, SKIP_FWD
+from crad.kernels.replay import FMA_IN, FMA_ROW, INPUT, Q_CODE, Q_G, Q_GX, Q_GY, Q_V, Q_X, Q_Y, ROW, SEG_LO, SKIP_FWD
 
 
 def rows_used(Q, lo, hi):
@@ -30,6 +30,11 @@ def rows_used(Q, lo, hi):
     read |= set(q[(case == FMA_IN) | (case == FMA_ROW), Q_Y])
     grads = set(q[q[:, Q_G] >= 0, Q_G]) | set(q[lk == ROW, Q_GX]) | set(q[rk == ROW, Q_GY])
     return written, read, grads
+
+
+def sections(segs):
+    """The first instruction of each part of the loads, of each bin and of the tail."""
+    return np.concatenate([segs[0, :, SEG_LO], segs[1, :, SEG_LO], segs[2, :1, SEG_LO]])
 
 
 def check_bins_apart(Q, sec, T):
@@ -46,11 +51,11 @@ def check_bins_apart(Q, sec, T):
 
 
 def run_split(arena, tape, X, T, parallel_kernel):
-    program, sec, (nv, ng), _ = K.plan(tape._P, tape._args, T)
+    program, segs, (nv, ng), _ = K.plan(tape._P, tape._args, T)
     A = np.full((T, tape._rows[2]), np.nan)  # the kernel zeroes what it uses
-    kernel = K.tape_split_parallel if parallel_kernel else K.tape_split
+    kernel, segs = (K.tape_split_parallel, segs) if parallel_kernel else (K.tape_batch, segs.reshape(-1, 5))
     return kernel(arena.F, *program, np.ascontiguousarray(X), np.full((nv, len(X)), np.nan),
-                  np.full((ng, len(X)), np.nan), A, 1.0, sec)
+                  np.full((ng, len(X)), np.nan), A, 1.0, segs)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -67,8 +72,8 @@ def test_split_equals_serial_on_random_programs(prog, data, T):
         params.grad = 0.0
         want = tape.batch(X, reduction="sum")
         g_want = params.grad
-        program_, sec, _, _ = K.plan(tape._P, tape._args, T)
-        check_bins_apart(program_[0], sec, T)
+        program_, segs, _, _ = K.plan(tape._P, tape._args, T)
+        check_bins_apart(program_[0], sections(segs), T)
         got = []
         for parallel_kernel in (False, True, True):
             params.grad = 0.0
@@ -90,7 +95,8 @@ def test_plan_splits_an_mlp_into_balanced_bins(arena):
                         crad.leaves(np.eye(3)[[0]]))
     tape.batch(np.zeros((2, 1, 64)), np.zeros((2, 1, 3)))  # compiles
     for T in (2, 3):
-        (Q, *_), sec, _, span = K.plan(tape._P, tape._args, T)
+        (Q, *_), segs, _, span = K.plan(tape._P, tape._args, T)
+        sec = sections(segs)
         check_bins_apart(Q, sec, T)
         sizes = np.diff(sec[T:])  # T bins, then the tail's start
         assert sizes.min() > 0.9 * sizes.max() and (sizes > 0).all()
@@ -105,7 +111,8 @@ def test_plan_leaves_a_chain_unsplit(arena):
     x = crad.leaves(np.array([0.5]))
     tape = crad.capture(lambda v: ((v * 2.0).tanh() * 3.0).exp().sum(), x)
     tape.batch(np.ones((2, 1)))
-    (Q, *_), sec, _, span = K.plan(tape._P, tape._args, 2)
+    (Q, *_), segs, _, span = K.plan(tape._P, tape._args, 2)
+    sec = sections(segs)
     assert span == tape.computed and sec[2] == sec[4] == 1  # one load, empty bins, the rest the tail
     assert tape._split_for(64, 2) is None  # batch() splits the samples instead
 

@@ -15,6 +15,7 @@ from test_tape import build, program
 import crad
 from crad import MLP, losses, threads
 from crad import kernels as K
+from crad.tape import _plain
 
 MOST = numba.config.NUMBA_NUM_THREADS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,6 +108,7 @@ def test_more_chunks_than_threads(arena):
     ref, g1 = batch_grads(model, tape, X, Y)
     prog = tape._compiled
     nv, ng, nparams = tape._rows
+    m = prog[0].shape[0]
     Xf = np.ascontiguousarray(X.reshape(11, -1))
     Xall = np.hstack([Xf, Y.reshape(11, -1)])
     for T in (2, 3, 4, 11):
@@ -116,9 +118,10 @@ def test_more_chunks_than_threads(arena):
             model.zero_grad()
             A = np.full((T, nparams), np.nan)
             if wide:
-                out = K.tape_batch_parallel(arena.F, *prog, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)), A, 1.0)
+                out = K.tape_batch_parallel(arena.F, *prog, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)), A, 1.0,
+                                            _plain(m, 1))
             else:
-                out = K.tape_batch(arena.F, *prog, Xall, np.empty((nv, 11)), np.empty((ng, 11)), A, 1.0)
+                out = K.tape_batch(arena.F, *prog, Xall, np.empty((nv, 11)), np.empty((ng, 11)), A, 1.0, _plain(m, T))
             np.testing.assert_array_equal(out, ref)
             runs.append(model.parameters().grad)
         np.testing.assert_array_equal(runs[0], runs[1])

@@ -269,189 +269,182 @@ def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
     skip[m] = np.where(u_input, SKIP_FWD | SKIP_BWD, SKIP_FWD)
 
 
+# A replay runs a list of segments, each an int64 row of 5: the
+# instructions lo .. hi - 1, the pass (FWD, FWD_SEED: the forward pass that
+# ends the program, then the seed; BWD), and the rows r0 .. r0 + chunks - 1
+# of A that take the parameters' sums, over that many chunks of the samples.
+SEG_LO, SEG_HI, SEG_MODE, SEG_ROW, SEG_CHUNKS = range(5)
+FWD, FWD_SEED, BWD = range(3)
+
+
 @njit
-def _replay(Q, C, S, root, X, b0, bn, V, G, seed, A, out):
-    """Forward and backward of a lowered program (``lower``) for samples
-    b0 .. b0 + bn - 1.
+def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
+    """The segments segs (int64 (k, 5), in order) of a lowered program
+    (``lower``), for samples b0 .. b0 + bn - 1. A FWD_SEED segment then puts
+    the root's value per sample into out, and seed, d(objective) /
+    d(root), into G's row 0. (Every replay kernel calls this from one call
+    site: each call site costs its own optimisation, seconds of cold compile.)
 
     Q: int32 (m, N_Q), the instructions. C: float64 (m,), their constants.
     S: float64 (s,), the shared scalars' values. root: int64 (2,), the root's
     kind and index. X: float64 (B, n_in), all inputs. V: float64 (>= rows of
     V, >= bn); G: float64 (>= rows of G, >= bn): column b holds sample
     b0 + b, laid out (row, sample) so each instruction is decoded once per bn
-    samples and the loops over samples vectorise. seed: d(objective) /
-    d(root) per sample. A: float64 (T, parameters): the samples form T chunks
-    (chunk t: samples t*bn//T .. (t+1)*bn//T - 1) and parameter k adds its
-    gradient summed over chunk t to A[t, k]; each sample's arithmetic, and
-    each chunk's sum, is the same whichever call holds the chunk. out:
-    float64 (B,), receives the root's value per sample.
+    samples and the loops over samples vectorise. A: float64 (rows,
+    parameters): with chunks c, chunk t is samples t*bn//c .. (t+1)*bn//c - 1
+    and parameter k adds its gradient summed over chunk t to A[r0 + t, k].
+    out: float64 (B,).
     """
-    m, T = Q.shape[0], A.shape[0]
-    cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
-    for t in range(T + 1):
-        cut[t] = t * bn // T
-    _forward(Q, C, S, X, b0, bn, V, 0, m)
-    _seed(S, root, b0, bn, V, G, seed, cut, A, out)
-    _backward(Q, C, S, bn, V, G, 0, m, cut, A)
-
-
-@njit
-def _forward(Q, C, S, X, b0, bn, V, lo, hi):
-    """The forward pass of instructions lo .. hi - 1 (arrays as ``_replay``'s)."""
-    for i in range(lo, hi):
-        code, x, y, v = Q[i, Q_CODE], Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V]
-        o, case = code & 31, (code >> 13) & 7
-        if code & SKIP_FWD:
-            continue
-        if case == FMA_IN or case == FMA_ROW:
-            w = S[Q[i, Q_W]]
-            for b in range(bn):
-                V[v, b] = V[x, b] + w * V[y, b]
-        elif o == LEAF:
-            for b in range(bn):
-                V[v, b] = X[b0 + b, x]
-        elif case == MUL_SR:
-            w = S[x]
-            for b in range(bn):
-                V[v, b] = w * V[y, b]
-        elif case == ADD_RR:
-            for b in range(bn):
-                V[v, b] = V[x, b] + V[y, b]
-        else:
-            lk, rk, c = (code >> 5) & 7, (code >> 8) & 7, C[i]
-            sl, sr = lk >= PARAM, rk >= PARAM
-            wl = S[x] if sl else 0.0
-            wr = S[y] if sr and rk != NONE else 0.0
-            xr, yr = 0 if sl else x, 0 if sr else y
-            for b in range(bn):
-                V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
-
-
-@njit
-def _seed(S, root, b0, bn, V, G, seed, cut, A, out):
-    """Between the passes: the root's value per sample into out, and its
-    gradient seed into G's row 0 (arrays as ``_replay``'s)."""
-    rk, ri = root[0], root[1]
-    for b in range(bn):
-        out[b0 + b] = S[ri] if rk >= PARAM else V[ri, b]
-        G[0, b] = seed
-    if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
-        for t in range(A.shape[0]):
-            A[t, ri] += seed * (cut[t + 1] - cut[t])
-
-
-@njit
-def _backward(Q, C, S, bn, V, G, lo, hi, cut, A):
-    """The backward pass of instructions hi - 1 down to lo (arrays as
-    ``_replay``'s; cut: int64 (T + 1,), the chunks' first samples)."""
-    T = A.shape[0]
     SP = np.empty((2, bn))  # per sample, the gradient of the left / right parameter operand
-    for i in range(hi - 1, lo - 1, -1):
-        code = Q[i, Q_CODE]
-        o = code & 31
-        if o == LEAF:
-            continue
-        x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
-        lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
-        lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
-        if (case == ADD_RR or case == FMA_ROW) and lk == ROW and rk == ROW and lfirst and rfirst:
-            for b in range(bn):  # a chain of adds: both operands' rows start here
-                G[gx, b] = G[gy, b] = G[gp, b]
-            continue
-        # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
-        # for the first contribution, so h + h, one row as both operands,
-        # assigns then adds; s * G[gp] with s = 1 is exact, so each shape
-        # keeps the generic rules' bits), and fills SP for up to two
-        # parameters k1, k2. Written out here, not as helpers: an inlined
-        # helper taking arrays costs two atomic reference counts per call in
-        # this loop. (Each shape's loops cost compile time too, ~0.2 s each,
-        # cold: rarer shapes take the generic rule.)
-        k1 = k2 = -1
-        if case == MUL_SR and lk == PARAM and rk == ROW:  # w * h, the hot shape: both grads in one pass
-            w, k1 = S[x], x
-            if rfirst:
-                for b in range(bn):
-                    SP[0, b] = V[y, b] * G[gp, b]
-                    G[gy, b] = w * G[gp, b]
-            else:
-                for b in range(bn):
-                    SP[0, b] = V[y, b] * G[gp, b]
-                    G[gy, b] += w * G[gp, b]
-        elif case != GENERIC:
-            j1 = j2 = u = -1
-            f1 = f2 = 0
-            s1 = 1.0
-            if case == MUL_SR:  # c * h, or w * input
-                if lk == PARAM:
-                    k1, u = x, y
-                if rk == ROW:
-                    j1, f1, s1 = gy, rfirst, S[x]
-            elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
-                if lk == ROW:
-                    j1, f1 = gx, lfirst
-                if (code >> 16) & 1:
-                    k1, u = Q[i, Q_W], y
-            else:  # ADD_RR, FMA_ROW
-                if lk == ROW:
-                    j1, f1 = gx, lfirst
-                if rk == ROW:
-                    j2, f2 = gy, rfirst
-            for j, f, s in ((j1, f1, s1), (j2, f2, 1.0)):
-                if j < 0:
+    for seg in range(segs.shape[0]):
+        lo, hi, mode = segs[seg, SEG_LO], segs[seg, SEG_HI], segs[seg, SEG_MODE]
+        r0, T = segs[seg, SEG_ROW], segs[seg, SEG_CHUNKS]
+        cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
+        for t in range(T + 1):
+            cut[t] = t * bn // T
+        if mode != BWD:
+            for i in range(lo, hi):
+                code, x, y, v = Q[i, Q_CODE], Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V]
+                o, case = code & 31, (code >> 13) & 7
+                if code & SKIP_FWD:
                     continue
-                if f:
+                if case == FMA_IN or case == FMA_ROW:
+                    w = S[Q[i, Q_W]]
                     for b in range(bn):
-                        G[j, b] = s * G[gp, b]
+                        V[v, b] = V[x, b] + w * V[y, b]
+                elif o == LEAF:
+                    for b in range(bn):
+                        V[v, b] = X[b0 + b, x]
+                elif case == MUL_SR:
+                    w = S[x]
+                    for b in range(bn):
+                        V[v, b] = w * V[y, b]
+                elif case == ADD_RR:
+                    for b in range(bn):
+                        V[v, b] = V[x, b] + V[y, b]
                 else:
+                    lk, rk, c = (code >> 5) & 7, (code >> 8) & 7, C[i]
+                    sl, sr = lk >= PARAM, rk >= PARAM
+                    wl = S[x] if sl else 0.0
+                    wr = S[y] if sr and rk != NONE else 0.0
+                    xr, yr = 0 if sl else x, 0 if sr else y
                     for b in range(bn):
-                        G[j, b] += s * G[gp, b]
-            if u >= 0:
+                        V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
+            if mode == FWD_SEED:
+                rk, ri = root[0], root[1]
                 for b in range(bn):
-                    SP[0, b] = V[u, b] * G[gp, b]
+                    out[b0 + b] = S[ri] if rk >= PARAM else V[ri, b]
+                    G[0, b] = seed
+                if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
+                    for t in range(T):
+                        A[r0 + t, ri] += seed * (cut[t + 1] - cut[t])
         else:
-            c = C[i]
-            sl, sr = lk >= PARAM, rk >= PARAM
-            wl = S[x] if sl else 0.0
-            wr = S[y] if sr and rk != NONE else 0.0
-            xr, yr = 0 if sl else x, 0 if sr else y
-            for b in range(bn):
-                gl, gr = rule(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c, V[v, b], G[gp, b])
-                if lk == ROW:
-                    G[gx, b] = gl if lfirst else G[gx, b] + gl
-                SP[0, b] = gl
-                if rk == ROW:  # after the left: h * h adds to the row the left just set
-                    G[gy, b] = gr if rfirst else G[gy, b] + gr
-                SP[1, b] = gr
-            if lk == PARAM:
-                k1 = x
-            if rk == PARAM:
-                k2 = y
-        # Each chunk's sum of a parameter's SP row, in eight interleaved
-        # partial sums: eight independent additions at a time, where one
-        # running sum waits for each addition before the next (a fixed
-        # order, so the same bits on any thread).
-        for r in range(2):
-            k = k1 if r == 0 else k2
-            if k < 0:
-                continue
-            for t in range(T):
-                b, end = cut[t], cut[t + 1]
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-                while b + 8 <= end:
-                    a0 += SP[r, b]
-                    a1 += SP[r, b + 1]
-                    a2 += SP[r, b + 2]
-                    a3 += SP[r, b + 3]
-                    a4 += SP[r, b + 4]
-                    a5 += SP[r, b + 5]
-                    a6 += SP[r, b + 6]
-                    a7 += SP[r, b + 7]
-                    b += 8
-                s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-                while b < end:
-                    s += SP[r, b]
-                    b += 1
-                A[t, k] += s
+            for i in range(hi - 1, lo - 1, -1):
+                code = Q[i, Q_CODE]
+                o = code & 31
+                if o == LEAF:
+                    continue
+                x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
+                lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
+                lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
+                if (case == ADD_RR or case == FMA_ROW) and lk == ROW and rk == ROW and lfirst and rfirst:
+                    for b in range(bn):  # a chain of adds: both operands' rows start here
+                        G[gx, b] = G[gy, b] = G[gp, b]
+                    continue
+                # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
+                # for the first contribution, so h + h, one row as both operands,
+                # assigns then adds; s * G[gp] with s = 1 is exact, so each shape
+                # keeps the generic rules' bits), and fills SP for up to two
+                # parameters k1, k2. Written out here, not as helpers: an inlined
+                # helper taking arrays costs two atomic reference counts per call in
+                # this loop. (Each shape's loops cost compile time too, ~0.2 s each,
+                # cold: rarer shapes take the generic rule.)
+                k1 = k2 = -1
+                if case == MUL_SR and lk == PARAM and rk == ROW:  # w * h, the hot shape: both grads in one pass
+                    w, k1 = S[x], x
+                    if rfirst:
+                        for b in range(bn):
+                            SP[0, b] = V[y, b] * G[gp, b]
+                            G[gy, b] = w * G[gp, b]
+                    else:
+                        for b in range(bn):
+                            SP[0, b] = V[y, b] * G[gp, b]
+                            G[gy, b] += w * G[gp, b]
+                elif case != GENERIC:
+                    j1 = j2 = u = -1
+                    f1 = f2 = 0
+                    s1 = 1.0
+                    if case == MUL_SR:  # c * h, or w * input
+                        if lk == PARAM:
+                            k1, u = x, y
+                        if rk == ROW:
+                            j1, f1, s1 = gy, rfirst, S[x]
+                    elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
+                        if lk == ROW:
+                            j1, f1 = gx, lfirst
+                        if (code >> 16) & 1:
+                            k1, u = Q[i, Q_W], y
+                    else:  # ADD_RR, FMA_ROW
+                        if lk == ROW:
+                            j1, f1 = gx, lfirst
+                        if rk == ROW:
+                            j2, f2 = gy, rfirst
+                    for j, f, s in ((j1, f1, s1), (j2, f2, 1.0)):
+                        if j < 0:
+                            continue
+                        if f:
+                            for b in range(bn):
+                                G[j, b] = s * G[gp, b]
+                        else:
+                            for b in range(bn):
+                                G[j, b] += s * G[gp, b]
+                    if u >= 0:
+                        for b in range(bn):
+                            SP[0, b] = V[u, b] * G[gp, b]
+                else:
+                    c = C[i]
+                    sl, sr = lk >= PARAM, rk >= PARAM
+                    wl = S[x] if sl else 0.0
+                    wr = S[y] if sr and rk != NONE else 0.0
+                    xr, yr = 0 if sl else x, 0 if sr else y
+                    for b in range(bn):
+                        gl, gr = rule(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c, V[v, b], G[gp, b])
+                        if lk == ROW:
+                            G[gx, b] = gl if lfirst else G[gx, b] + gl
+                        SP[0, b] = gl
+                        if rk == ROW:  # after the left: h * h adds to the row the left just set
+                            G[gy, b] = gr if rfirst else G[gy, b] + gr
+                        SP[1, b] = gr
+                    if lk == PARAM:
+                        k1 = x
+                    if rk == PARAM:
+                        k2 = y
+                # Each chunk's sum of a parameter's SP row, in eight interleaved
+                # partial sums: eight independent additions at a time, where one
+                # running sum waits for each addition before the next (a fixed
+                # order, so the same bits on any thread).
+                for r in range(2):
+                    k = k1 if r == 0 else k2
+                    if k < 0:
+                        continue
+                    for t in range(T):
+                        b, end = cut[t], cut[t + 1]
+                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                        while b + 8 <= end:
+                            a0 += SP[r, b]
+                            a1 += SP[r, b + 1]
+                            a2 += SP[r, b + 2]
+                            a3 += SP[r, b + 3]
+                            a4 += SP[r, b + 4]
+                            a5 += SP[r, b + 5]
+                            a6 += SP[r, b + 6]
+                            a7 += SP[r, b + 7]
+                            b += 8
+                        s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                        while b < end:
+                            s += SP[r, b]
+                            b += 1
+                        A[r0 + t, k] += s
 
 
 @njit
@@ -474,33 +467,37 @@ def _gather(F, shared, S, lo, hi):
 
 
 @njit
-def tape_batch(F, Q, C, shared, root, X, V, G, A, seed):
-    """A batched replay on the calling thread: one pass over the program for
-    all B samples (V (rows of V, >= B), G (rows of G, >= B), float64), with
-    T = A.shape[0] chunk sums per parameter (A: float64 (T, parameters));
-    with T > 1, tape_batch_parallel's result bit for bit (``threads.Pace``
-    runs it when the cores are busy). Returns the root's value per sample
+def tape_batch(F, Q, C, shared, root, X, V, G, A, seed, segs):
+    """A batched replay on the calling thread: the segments segs (int64,
+    (k, 5), see ``_pass``) over all B samples (V: float64 (rows of V, >=
+    B); G: float64 (rows of G, >= B)), then A (float64 (T, parameters),
+    zeroed first) added to the parameters' grads in row order. A plain
+    program's segments are its forward and backward passes with T chunk
+    sums (tape_batch_parallel's result, bit for bit); a split program's are
+    its phases one after another (tape_split_parallel's). ``threads.Pace``
+    runs it when the cores are busy. Returns the root's value per sample
     (float64 (B,))."""
-    out = np.empty(X.shape[0])
-    A[:, :] = 0.0
-    S = np.empty(shared.shape[0])
+    S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
     _gather(F, shared, S, 0, S.shape[0])
-    _replay(Q, C, S, root, X, 0, X.shape[0], V, G, seed, A, out)
+    A[:, :] = 0.0
+    _pass(Q, C, S, root, X, 0, X.shape[0], V, G, seed, A, out, segs)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
 
 @njit(parallel=True)
-def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed):
+def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
     """A batched replay split into T chunks of consecutive samples, one per
     thread (T = V.shape[0]; chunk t is samples t*B//T .. (t+1)*B//T - 1).
 
     V: float64 (T, rows of V, ceil(B/T)); G: float64 (T, rows of G,
     ceil(B/T)): each chunk's own rows. A: float64 (T, parameters), each
-    chunk's own parameter-gradient accumulator. Chunks share only reads (F,
-    the program, X); out is written at disjoint samples. The accumulators
-    are then added to the arena in chunk order, so the result depends on T,
-    never on the scheduling. Returns the root's value per sample (float64 (B,)).
+    chunk's own parameter-gradient accumulator. segs: the program's forward
+    and backward pass with one chunk (int64 (2, 5), row 0). Chunks share
+    only reads (F, the program, X); out is written at disjoint samples. The
+    accumulators are then added to the arena in chunk order, so the result
+    depends on T, never on the scheduling. Returns the root's value per
+    sample (float64 (B,)).
     """
     T, B = V.shape[0], X.shape[0]
     out = np.empty(B)
@@ -510,81 +507,38 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed):
         b0 = t * B // T
         for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
             A[t, k] = 0.0
-        _replay(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out)
+        _pass(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out, segs)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
 
 # A split program (``split.plan``) runs each sample's instructions on T
-# threads at once: sec (int64, (2T + 1,)) cuts it into T parts of the input
-# loads (sec[t] .. sec[t + 1] - 1), T independent bins of computed nodes
-# (sec[T + t] ..), and the tail (sec[2T] .. m - 1, the root last), which
-# uses the bins' results. A bin's nodes use no other bin's rows of V or G,
-# so the bins run concurrently, each over all B samples (V: float64 (rows
-# of V, >= B), G: float64 (rows of G, >= B)); the tail runs on the calling
-# thread. A: float64 (T, parameters): bin t adds its parameter sums to
-# A[t], the tail to A[0], each over all samples as one chunk; the
-# accumulators are added to the arena in order, so the result depends on T,
-# never on the scheduling, and tape_split gives the same bits on one thread.
-@njit
-def _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, phase):
-    """Thread t's part of a phase: 0, its share of the shared scalars'
-    values into S, zero A[t], load part t of the inputs; 1, bin t's forward
-    pass; 2, bin t's backward pass; 3, its share of the parameters' sums
-    into the arena."""
-    T, B = A.shape[0], X.shape[0]
-    if phase == 0:
-        _gather(F, shared, S, t * S.shape[0] // T, (t + 1) * S.shape[0] // T)
-        for k in range(A.shape[1]):
-            A[t, k] = 0.0
-        _forward(Q, C, S, X, 0, B, V, sec[t], sec[t + 1])
-    elif phase == 1:
-        _forward(Q, C, S, X, 0, B, V, sec[T + t], sec[T + t + 1])
-    elif phase == 2:
-        _backward(Q, C, S, B, V, G, sec[T + t], sec[T + t + 1], np.array([0, B], np.int64), A[t:t + 1])
-    else:
-        _reduce(F, shared, A, t * A.shape[1] // T, (t + 1) * A.shape[1] // T)
-
-
-@njit
-def _split_tail(Q, C, S, root, X, V, G, A, seed, sec, out):
-    """The tail's forward, the seed and the tail's backward (A[0])."""
-    B, m = X.shape[0], Q.shape[0]
-    whole = np.array([0, B], np.int64)
-    _forward(Q, C, S, X, 0, B, V, sec[2 * A.shape[0]], m)
-    _seed(S, root, 0, B, V, G, seed, whole, A[0:1], out)
-    _backward(Q, C, S, B, V, G, sec[2 * A.shape[0]], m, whole, A[0:1])
-
-
-@njit
-def tape_split(F, Q, C, shared, root, X, V, G, A, seed, sec):
-    """tape_split_parallel's parts, one after another on the calling thread
-    (the same bits: ``threads.Pace`` runs it when the cores are busy)."""
-    T = A.shape[0]
-    S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
-    for phase in range(4):
-        if phase == 2:
-            _split_tail(Q, C, S, root, X, V, G, A, seed, sec, out)
-        for t in range(T):
-            _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, phase)
-    return out
-
-
+# threads at once. Its instructions are the input loads (in T parts), T
+# bins of computed nodes and the tail (the root last), which uses the bins'
+# results. A bin's nodes use no other bin's rows of V or G, so the bins run
+# concurrently, each over all B samples as one chunk; the tail runs on one
+# thread. Its segments (int64, (5, T, 5)) are, per phase and thread: the
+# loads, the bins' forward passes, the tail's forward pass (thread 0; the
+# others empty), the tail's backward pass, the bins' backward passes. Bin t
+# and the loads' part t sum into A[t], the tail into A[0]; the accumulators
+# are added to the arena in row order, so the result depends on T, never
+# on the scheduling, and tape_batch on the segments in order gives the
+# same bits on one thread.
 @njit(parallel=True)
-def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, sec):
-    """A batched replay of a split program (see above): each phase of
-    ``_split_part`` on T threads, the tail's between the bins' forward and
-    backward passes on the calling thread. Returns the root's value per
+def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
+    """A batched replay of a split program (see above; segs: int64 (5, T,
+    5)), each phase's parts on T threads. V (rows of V, >= B), G (rows of
+    G, >= B), A (T, parameters): float64. Returns the root's value per
     sample (float64 (B,))."""
-    T = A.shape[0]
-    S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
+    T, B, P = A.shape[0], X.shape[0], A.shape[1]
+    S, out = np.empty(shared.shape[0]), np.empty(B)
+    for phase in range(segs.shape[0]):  # a bound known only at run time: the loop is not unrolled
+        for t in prange(T):
+            if phase == 0:  # the shared scalars' values, a clean accumulator
+                _gather(F, shared, S, t * S.shape[0] // T, (t + 1) * S.shape[0] // T)
+                for k in range(P):
+                    A[t, k] = 0.0
+            _pass(Q, C, S, root, X, 0, B, V, G, seed, A, out, segs[phase, t:t + 1])
     for t in prange(T):
-        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 0)
-    for t in prange(T):
-        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 1)
-    _split_tail(Q, C, S, root, X, V, G, A, seed, sec, out)
-    for t in prange(T):
-        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 2)
-    for t in prange(T):
-        _split_part(F, shared, Q, C, S, X, V, G, A, sec, t, 3)
+        _reduce(F, shared, A, t * P // T, (t + 1) * P // T)
     return out

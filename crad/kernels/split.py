@@ -12,53 +12,64 @@ sample, and no instruction is decoded twice.
 """
 import numpy as np
 
-from .._config import njit
 from ..ops import LEAF
-from .replay import INPUT, P_GROW, P_KIND, P_L, P_OP, P_R, P_VROW, ROW, lower, tape_rows
+from .replay import (
+    BWD,
+    FWD,
+    FWD_SEED,
+    INPUT,
+    P_GROW,
+    P_KIND,
+    P_L,
+    P_OP,
+    P_R,
+    P_VROW,
+    ROW,
+    SEG_CHUNKS,
+    SEG_HI,
+    SEG_LO,
+    SEG_MODE,
+    SEG_ROW,
+    lower,
+    tape_rows,
+)
 
 
-@njit
-def _find(parent, p):
-    while parent[p] != p:
-        parent[p] = parent[parent[p]]
-        p = parent[p]
-    return p
+def _chains(op, lpos, rpos, kind, stop):
+    """Union-find over the positions < stop of a compiled tape (op, lpos,
+    rpos, kind: P's rows, int32 (n,)): computed nodes joined through their
+    ROW operands. Parameters, constants and inputs join nothing: they are
+    read-only in the forward pass, and each thread sums its own parameter
+    gradients. Returns (largest set's size after each position, each
+    position's set: its smallest member), int64 (stop,) each; a leaf is a
+    set of its own, of size 0.
 
-
-@njit
-def _join(parent, size, p, q):
-    """Union of p's and q's sets; returns the size of the union."""
-    p, q = _find(parent, p), _find(parent, q)
-    if p != q:
-        if size[p] < size[q]:
-            p, q = q, p
-        parent[q] = p
-        size[p] += size[q]
-    return size[p]
-
-
-@njit
-def _chains(P, stop, parent, size):
-    """Union-find over the computed positions < stop of P (int32, (N_PROG,
-    n)), joined through their ROW operands (parameters, constants and inputs
-    are read-only in the forward pass and summed per thread in the backward,
-    so they join nothing). parent, size: int64 (n,), overwritten. Returns
-    the largest set's size after each position (int64 (stop,))."""
-    op, lpos, rpos, kind = P[P_OP], P[P_L], P[P_R], P[P_KIND]
-    big = np.zeros(stop, np.int64)
+    Plain Python (about 0.6 us a position: 70 ms for MNIST's tape, once per
+    tape and thread count), not numba: compiling it would cost more than a
+    second of cold start."""
+    op, lpos, rpos, kind = (a[:stop].tolist() for a in (op, lpos, rpos, kind))
+    parent, size, big = list(range(stop)), [0] * stop, [0] * stop
     most = 0
     for p in range(stop):
-        parent[p], size[p] = p, 1
         if op[p] != LEAF:
+            r, n = p, 1  # p's set so far: its root (smallest member) and size
             for j in (lpos[p], rpos[p]):
                 if j >= 0 and kind[j] == ROW:
-                    most = max(most, _join(parent, size, p, j))
-            most = max(most, 1)
+                    while parent[j] != j:  # j's root, halving the path
+                        parent[j] = j = parent[parent[j]]
+                    if j != r:  # the larger root joins the smaller
+                        lo, hi = (j, r) if j < r else (r, j)
+                        parent[hi] = lo
+                        r, n = lo, n + size[j]
+            size[r] = n
+            if n > most:
+                most = n
         big[p] = most
-    return big
+    for p in range(stop):
+        parent[p] = parent[parent[p]]  # roots: a parent's parent is its root, once ascending positions are settled
+    return np.array(big, np.int64), np.array(parent, np.int64)
 
 
-@njit
 def _bins(P, T):
     """The front of P and its bins: returns (bin, span). bin: int64 (n,),
     for each computed position its bin 0 .. T - 1, or T for the tail (-1 for
@@ -67,49 +78,30 @@ def _bins(P, T):
     (inputs' loads aside: they split evenly). The root is always in the tail."""
     n = P.shape[1]
     computed = np.cumsum(P[P_OP] != LEAF)  # computed positions <= p
-    parent, size = np.empty(n, np.int64), np.empty(n, np.int64)
-    big = _chains(P, n - 1, parent, size)
-    total = computed[n - 1]
-    span, stop = total, 0  # no front: everything in the tail
-    for p in range(n - 1):
-        front = computed[p]
-        s = max(big[p], (front + T - 1) // T) + total - front
-        if s < span:
-            span, stop = s, p + 1
-    _chains(P, stop, parent, size)
-    bin_ = np.full(n, -1, np.int64)
-    if stop > 0:  # deal the sets out largest first, each to the least-loaded bin
-        roots = np.full(n, -1, np.int64)
-        for p in range(stop):
-            if P[P_OP, p] != LEAF:
-                roots[p] = _find(parent, p)
-        sizes = np.zeros(n, np.int64)
-        for p in range(stop):
-            if roots[p] == p:
-                sizes[p] = size[p]
-        load = np.zeros(T, np.int64)
-        home = np.full(n, -1, np.int64)
-        for r in np.argsort(-sizes):
-            if sizes[r] == 0:
-                break
-            b = np.argmin(load)
-            home[r] = b
-            load[b] += sizes[r]
-        span = load.max() + total - computed[stop - 1]
-        for p in range(stop):
-            if roots[p] >= 0:
-                bin_[p] = home[roots[p]]
-    for p in range(stop, n):
-        if P[P_OP, p] != LEAF:
-            bin_[p] = T
-    return bin_, span
+    total = int(computed[-1])
+    big, _ = _chains(P[P_OP], P[P_L], P[P_R], P[P_KIND], n - 1)
+    spans = np.maximum(big, -(-computed[:-1] // T)) + total - computed[:-1]  # front: positions <= p
+    stop = int(np.argmin(spans)) + 1 if n > 1 and spans.min() < total else 0
+    bin_ = np.where(P[P_OP] != LEAF, T, -1)
+    if not stop:
+        return bin_, total
+    _, root = _chains(P[P_OP], P[P_L], P[P_R], P[P_KIND], stop)
+    computed_front = np.flatnonzero(P[P_OP, :stop] != LEAF)
+    sets, members = np.unique(root[computed_front], return_counts=True)
+    load, home = [0] * T, np.empty(sets.size, np.int64)
+    for k in np.argsort(-members, kind="stable"):  # largest first, each to the least-loaded bin
+        b = load.index(min(load))
+        home[k] = b
+        load[b] += int(members[k])
+    bin_[computed_front] = home[np.searchsorted(sets, root[computed_front])]
+    return bin_, max(load) + total - int(computed[stop - 1])
 
 
 def plan(P, args, T):
     """A split program for T threads from a compiled tape (P: int32 (N_PROG,
     n) with OP, L, R, SLOT, COL and KIND set; args: float64 (n,)). Returns
-    (program, sec, rows, span): program is ``lower``'s (Q, C, shared,
-    root) for the reordered tape; sec (int64, (2T + 1,)) its sections
+    (program, segs, rows, span): program is ``lower``'s (Q, C, shared,
+    root) for the reordered tape; segs (int64, (5, T, 5)) its segments
     (``replay``'s split program); rows (rows of V, rows of G); span the
     instructions on the longest path, to compare with the tape's computed
     nodes (a sample split's span, at fewer samples per instruction)."""
@@ -119,7 +111,7 @@ def plan(P, args, T):
     key = np.where(bin_ >= 0, T + bin_, 0)  # leaves first; bins; the tail
     key[inputs] = np.arange(inputs.size) * T // max(inputs.size, 1)  # the loads, in T parts
     order = np.argsort(key, kind="stable")  # stable: each section keeps the tape's order
-    P = P[:, order]
+    P = np.ascontiguousarray(P[:, order])  # C order, as tape_rows was compiled for
     key = key[order]
     at = np.empty(n, np.int64)
     at[order] = np.arange(n)
@@ -132,8 +124,24 @@ def plan(P, args, T):
     bin_ = np.where((key >= T) & (key < 2 * T), key - T, -1)
     nv, ng = (_regroup(P[row], n_rows, bin_, T) for row, n_rows in ((P_VROW, nv), (P_GROW, ng)))
     *program, pos = lower(P, args[order])
-    sec = np.searchsorted(key[pos], np.arange(2 * T + 1)).astype(np.int64)
-    return tuple(program), sec, (nv, ng), int(span)
+    return tuple(program), _segments(np.searchsorted(key[pos], np.arange(2 * T + 1)), pos.size, T), (nv, ng), span
+
+
+def _segments(sec, m, T):
+    """A split program's segments (``replay``) from its sections: the
+    loads' part t is instructions sec[t] .. sec[t + 1] - 1, bin t sec[T + t]
+    .., the tail sec[2T] .. m - 1."""
+    segs = np.zeros((5, T, 5), np.int64)
+    t = np.arange(T)
+    segs[:, :, SEG_ROW], segs[:, :, SEG_CHUNKS] = t, 1
+    segs[0, :, SEG_LO], segs[0, :, SEG_HI], segs[0, :, SEG_MODE] = sec[t], sec[t + 1], FWD
+    for phase, mode in ((1, FWD), (4, BWD)):
+        segs[phase, :, SEG_LO], segs[phase, :, SEG_HI], segs[phase, :, SEG_MODE] = sec[T + t], sec[T + t + 1], mode
+    for phase, mode in ((2, FWD_SEED), (3, BWD)):  # the tail, on thread 0; the others' parts empty
+        segs[phase, :, SEG_LO] = segs[phase, :, SEG_HI] = m
+        segs[phase, 0] = sec[2 * T], m, mode, 0, 1
+    segs[2, 1:, SEG_MODE] = FWD  # an empty part never seeds
+    return segs
 
 
 # Rows apart between bins: the bins' rows sit in separate blocks. Rows
