@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from . import kernels as K
+from . import threads
 
 
 def _params(params):
@@ -84,11 +85,16 @@ class Adam(Optimizer):
         self.t = 0
         self.m = np.zeros(self._ids.size)
         self.v = np.zeros(self._ids.size)
+        self._pace = threads.Pace()
 
     def step(self):
         self.t += 1
-        K.adam_step(self.params.arena.F, *self._runs, self.lr, self.b1, self.b2, self.eps, self.t,
-                    self.m, self.v)
+        T = threads.update_threads(self.m.size)
+        args = (self.params.arena.F, *self._runs, self.lr, self.b1, self.b2, self.eps, self.t, self.m, self.v, T)
+        if T == 1:
+            K.adam_step(*args)
+        else:  # each parameter's update is the same arithmetic on any thread: Pace picks the faster way
+            self._pace.run(K.adam_step_parallel, K.adam_step, lambda wide: args, self.m.size)
 
     def _state(self):
         return {"m": self.m, "v": self.v, "t": self.t}

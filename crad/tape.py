@@ -123,6 +123,7 @@ class Tape:
         self._compiled = None
         self._scratch = {}  # (B, T, wide or "split") -> scratch arrays of batch()
         self._split = {}  # T -> kernels.split.plan's split program, or None
+        self._xbuf = None  # batch()'s inputs side by side
         self._swept = False  # a backward ran since the last forward
         self._pace = threads.Pace()
         self.nodes = int(self.order.size)  # everything on the tape, leaves included
@@ -265,7 +266,7 @@ class Tape:
             raise ValueError("batch() needs at least one sample")
         if self._compiled is None:
             self._compile()
-        X = np.ascontiguousarray(np.hstack([v.reshape(B, -1) for v in arrays]), np.float64)
+        X = self._stacked(arrays, B)
         seed = 1.0 / B if reduction == "mean" else 1.0
         work = B * self.computed
         T = threads.chunks(B, work)
@@ -300,6 +301,17 @@ class Tape:
             self._scratch[key] = np.empty((nv, B)), np.empty((ng, B)), np.empty((T, self._rows[2]))
         return program, segs, self._scratch[key]
 
+    def _stacked(self, arrays, B):
+        """The inputs side by side, float64 (B, inputs' columns): a reused
+        buffer (a fresh 200 KB array costs page faults on every batch)."""
+        if len(arrays) == 1 and arrays[0].dtype == np.float64 and arrays[0].flags.c_contiguous:
+            return arrays[0].reshape(B, -1)
+        X = self._xbuf
+        if X is None or X.shape[0] != B:
+            X = self._xbuf = np.empty((B, sum(v[0].size for v in arrays)))
+        np.concatenate([v.reshape(B, -1) for v in arrays], axis=1, out=X)
+        return X
+
     def _scratch_for(self, B, T, wide):
         """Value and grad rows, and T chunks' parameter accumulators, for B
         samples in one pass or (wide) in T, kept for the next such call."""
@@ -317,7 +329,7 @@ class Tape:
     def release(self):
         """Drop the tape's references (its graph is freed if nothing else holds it)."""
         self.outputs = self.root = self.inputs = None
-        self._scratch = {}
+        self._scratch, self._xbuf = {}, None
 
     def __repr__(self):
         return (f"Tape({self.computed} computed nodes, {self.nodes - self.computed} leaves, "

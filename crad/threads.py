@@ -87,6 +87,16 @@ def get_num_threads():
     return _num_threads
 
 
+# Adam runs on T threads when each gets at least this many parameters
+# (MNIST's 39,760: 2 threads; ~3 ns a parameter against a launch of a few us).
+MIN_PARAMS_PER_THREAD = 16_384
+
+
+def update_threads(n):
+    """How many threads an optimizer update of n parameters should use."""
+    return max(min(_num_threads, n // MIN_PARAMS_PER_THREAD), 1)
+
+
 def chunks(samples, work):
     """How many threads a batch of ``samples`` samples should use, given
     ``work`` node-samples in total (1: run the serial kernel)."""

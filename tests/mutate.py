@@ -38,6 +38,8 @@ MUTANTS = [
     ("adam-without-bias-correction", "crad/kernels/update.py",
      "p[j] -= lr * (mk / c1) / (np.sqrt(vk / c2) + eps)", "p[j] -= lr * mk / (np.sqrt(vk) + eps)",
      ["test_optim.py", "test_nn.py"]),
+    ("adam-parts-skip-their-last-parameter", "crad/kernels/update.py",
+     "min(offsets[k] + lengths[k], hi)", "min(offsets[k] + lengths[k], hi - 1)", ["test_optim.py"]),
     ("sgd-momentum-sign-flipped", "crad/kernels/update.py",
      "vj = momentum * vel[j] + g[j]", "vj = -momentum * vel[j] + g[j]", ["test_optim.py", "test_nn.py"]),
     ("divide-by-negative-zero-gives-plus-inf", "crad/value.py",

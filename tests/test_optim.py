@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import crad
-from crad import MLP, Value, Vector, losses, optim
+from crad import MLP, Value, Vector, losses, optim, threads
 
 STEPS = 6
 
@@ -65,7 +65,13 @@ def test_sgd_matches_the_formula_step_by_step(arena, momentum):
 
 
 @pytest.mark.parametrize("betas, eps", [((0.9, 0.999), 1e-8), ((0.5, 0.8), 1e-3)])
-def test_adam_matches_the_formula_step_by_step(arena, betas, eps):
+@pytest.mark.parametrize("parallel", [False, True])
+def test_adam_matches_the_formula_step_by_step(arena, monkeypatch, betas, eps, parallel):
+    """On one thread, and (parallel) on every core, the scattered runs of
+    slots cut into per-thread parts: the same arithmetic per parameter."""
+    if parallel:
+        monkeypatch.setattr(threads, "MIN_PARAMS_PER_THREAD", 1)
+        monkeypatch.setattr(threads, "_num_threads", threads._most())
     params, bystander = scattered_parameters()
     g = grads(np.random.default_rng(2), params.size)
     want = adam_reference(params.data, g, 0.01, *betas, eps)
@@ -75,6 +81,7 @@ def test_adam_matches_the_formula_step_by_step(arena, betas, eps):
         opt.step()
         np.testing.assert_allclose(params.data, want[t], rtol=1e-14, atol=0)
     assert opt.t == STEPS and bystander.data == 7.0
+    assert bool(opt._pace.runs[True] and opt._pace.runs[False]) == (parallel and threads._most() > 1)
 
 
 @pytest.mark.parametrize("make", [lambda m: optim.SGD(m, lr=0.05, momentum=0.9),

@@ -1,5 +1,6 @@
 """Optimizer updates and zero_grad over runs of parameter slots."""
 import numpy as np
+from numba import prange
 
 from .._config import njit
 from .layout import DATA, GRAD
@@ -43,14 +44,16 @@ def sgd_step(F, starts, offsets, lengths, lr, momentum, velocity):
 
 
 @njit
-def adam_step(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v):
-    """Adam (Kingma & Ba) over runs of parameter slots (see ``runs``); m, v:
-    float64 (n,) in parameter order, in place; t is the step number, from 1."""
+def _adam(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, lo, hi):
+    """Adam over parameters lo .. hi - 1 (positions in parameter order)."""
     c1 = 1.0 - b1 ** t
     c2 = 1.0 - b2 ** t
     for k in range(starts.shape[0]):
-        s, o, n = starts[k], offsets[k], lengths[k]
-        g, p, mm, vv = F[GRAD, s:s + n], F[DATA, s:s + n], m[o:o + n], v[o:o + n]
+        o0, o1 = max(offsets[k], lo), min(offsets[k] + lengths[k], hi)  # this run's part of lo .. hi - 1
+        if o0 >= o1:
+            continue
+        s, n = starts[k] + o0 - offsets[k], o1 - o0
+        g, p, mm, vv = F[GRAD, s:s + n], F[DATA, s:s + n], m[o0:o1], v[o0:o1]
         for j in range(n):
             gj = g[j]
             mk = b1 * mm[j] + (1.0 - b1) * gj
@@ -58,3 +61,20 @@ def adam_step(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v):
             mm[j] = mk
             vv[j] = vk
             p[j] -= lr * (mk / c1) / (np.sqrt(vk / c2) + eps)
+
+
+@njit
+def adam_step(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, T):
+    """Adam (Kingma & Ba) over runs of parameter slots (see ``runs``); m, v:
+    float64 (n,) in parameter order, in place; t is the step number, from 1.
+    T: adam_step_parallel's thread count (unused: each parameter's update
+    is the same arithmetic whichever thread runs it)."""
+    _adam(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, 0, m.shape[0])
+
+
+@njit(parallel=True)
+def adam_step_parallel(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, T):
+    """adam_step with the parameters in T consecutive parts, one per thread."""
+    n = m.shape[0]
+    for part in prange(T):
+        _adam(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, part * n // T, (part + 1) * n // T)
