@@ -122,7 +122,8 @@ class Tape:
             self._bwd = self._fwd[::-1].copy()
         self._compiled = None
         self._scratch = {}  # (B, T, wide or "split") -> scratch arrays of batch()
-        self._split = {}  # T -> kernels.split.plan's split program, or None
+        self._front = {}  # T -> kernels.split.front's (stop, span)
+        self._split = {}  # T -> kernels.split.plan's split program
         self._xbuf = None  # batch()'s inputs side by side
         self._swept = False  # a backward ran since the last forward
         self._pace = threads.Pace()
@@ -288,12 +289,15 @@ class Tape:
         for T threads when it beats splitting B samples, else None: a
         split program's span runs over all B samples, a sample split runs
         every instruction over B / T (``threads.DECODE_SAMPLES``)."""
-        if T not in self._split:
-            self._split[T] = K.plan(self._P, self._args, T)
-        program, segs, (nv, ng), span = self._split[T]
+        if T not in self._front:
+            self._front[T] = K.front(self._P, T)
+        stop, span = self._front[T]
         d = threads.DECODE_SAMPLES
         if span * (d + B) >= self.computed * (d + -(-B // T)):
             return None
+        if T not in self._split:
+            self._split[T] = K.plan(self._P, self._args, T, stop)
+        program, segs, (nv, ng), _ = self._split[T]
         key = (B, T, "split")
         if key not in self._scratch:
             if len(self._scratch) > 4:
@@ -329,7 +333,7 @@ class Tape:
     def release(self):
         """Drop the tape's references (its graph is freed if nothing else holds it)."""
         self.outputs = self.root = self.inputs = None
-        self._scratch, self._xbuf = {}, None
+        self._scratch, self._xbuf, self._front, self._split = {}, None, {}, {}
 
     def __repr__(self):
         return (f"Tape({self.computed} computed nodes, {self.nodes - self.computed} leaves, "

@@ -54,7 +54,7 @@ MUTANTS = [
     ("tape-check-ops-and-wiring-only", "crad/tape.py",
      "return ops, lpos, rpos, pw, ident", "return ops, lpos, rpos", ["test_tape.py"]),
     ("batch-row-of-h-plus-h-freed-twice", "crad/kernels/replay.py",
-     "and last[j] == p and (j != r or l != r):", "and last[j] == p:", ["test_batch.py", "test_tape.py"]),
+     "and last[j] == p and (side == 0 or l != r):", "and last[j] == p:", ["test_batch.py", "test_tape.py"]),
     # ops: the rules
     ("mul-backward-operands-swapped", "crad/ops.py", "return y * g, x * g", "return x * g, y * g",
      ["test_ops.py", "test_dag.py"]),

@@ -135,3 +135,20 @@ def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
         np.testing.assert_allclose(params.grad * B, g_batch, rtol=1e-12, atol=1e-12)
         del tape
         assert a.live == len(prog["params"])  # the tape, inputs and rebuilt graphs all freed
+
+
+def test_a_chain_of_h_plus_h_reuses_its_rows():
+    """h + h reads one row twice; the row is freed once, after its last use,
+    so a chain of them needs a few rows, not one per node."""
+    with crad.Arena():
+        w = crad.leaves(np.array([1.0]))
+
+        def doubled(v):
+            h = (v * w).sum()
+            for _ in range(50):
+                h = h + h
+            return h
+        tape = crad.capture(doubled, crad.leaves(np.array([0.5])))
+        np.testing.assert_array_equal(tape.batch(np.array([[1.0], [0.25]]), reduction="sum"), [2.0**50, 2.0**48])
+        assert w.grad[0] == 2.0**50 * 1.25  # d/dw of 2^50 w x, summed over x = 1 and 0.25
+        assert tape._rows[0] <= 4

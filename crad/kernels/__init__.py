@@ -88,7 +88,7 @@ from .replay import (
     tape_rows,
     tape_split_parallel,
 )
-from .split import plan
+from .split import front, plan
 from .sweep import backward, order_of, release, release_many
 from .update import adam_step, adam_step_parallel, runs, sgd_step, zero_grad_runs
 
@@ -98,7 +98,8 @@ __all__ = [
     "M_NFREE", "M_PEAK", "M_TOP", "N_FLOAT_ROWS", "N_INT_ROWS", "N_META", "N_PROG", "OP", "PARAM", "POS_MASK",
     "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW", "REFS", "RETAIN",
     "RHS", "ROW", "STACK", "adam_step", "adam_step_parallel", "backward", "emit", "emit_const", "emit_dot",
-    "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "journal_apply", "journal_claim", "lower",
-    "order_of", "plan", "release", "release_many", "retain_many", "runs", "sgd_step", "tape_backward", "tape_batch",
-    "tape_batch_parallel", "tape_compile", "tape_forward", "tape_rows", "tape_split_parallel", "zero_grad_runs",
+    "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "front", "journal_apply", "journal_claim",
+    "lower", "order_of", "plan", "release", "release_many", "retain_many", "runs", "sgd_step", "tape_backward",
+    "tape_batch", "tape_batch_parallel", "tape_compile", "tape_forward", "tape_rows", "tape_split_parallel",
+    "zero_grad_runs",
 ]

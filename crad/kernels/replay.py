@@ -121,8 +121,9 @@ def tape_rows(P, fence):
         if op[p] == LEAF:
             continue
         l, r = lpos[p], rpos[p]
-        for j in (l, r):  # an operand used twice (h + h) is freed once
-            if j >= 0 and kind[j] == ROW and not keep[j] and last[j] == p and (j != r or l != r):
+        for side in range(2):  # an operand used twice (h + h) is freed once, as the left one
+            j = l if side == 0 else r
+            if j >= 0 and kind[j] == ROW and not keep[j] and last[j] == p and (side == 0 or l != r):
                 free[nfree] = vrow[j]
                 nfree += 1
     nfree = 0

@@ -70,21 +70,30 @@ def _chains(op, lpos, rpos, kind, stop):
     return np.array(big, np.int64), np.array(parent, np.int64)
 
 
-def _bins(P, T):
-    """The front of P and its bins: returns (bin, span). bin: int64 (n,),
-    for each computed position its bin 0 .. T - 1, or T for the tail (-1 for
-    leaves). The front is the prefix of positions that minimises span, the
-    instructions on the longest path through the bins and then the tail
-    (inputs' loads aside: they split evenly). The root is always in the tail."""
+def front(P, T):
+    """(stop, span): the front of a compiled tape P for T threads, the
+    positions < stop, and an estimate of the span, the instructions on the
+    longest path through the bins and then the tail (inputs' loads aside:
+    they split evenly). The front is the prefix of positions that
+    minimises the span; the root is always in the tail. stop 0: no front."""
     n = P.shape[1]
     computed = np.cumsum(P[P_OP] != LEAF)  # computed positions <= p
     total = int(computed[-1])
     big, _ = _chains(P[P_OP], P[P_L], P[P_R], P[P_KIND], n - 1)
     spans = np.maximum(big, -(-computed[:-1] // T)) + total - computed[:-1]  # front: positions <= p
-    stop = int(np.argmin(spans)) + 1 if n > 1 and spans.min() < total else 0
+    if n < 2 or spans.min() >= total:
+        return 0, total
+    return int(np.argmin(spans)) + 1, int(spans.min())
+
+
+def _bins(P, T, stop):
+    """The bins of the front (positions < stop): returns (bin, span). bin:
+    int64 (n,), for each computed position its bin 0 .. T - 1, or T for the
+    tail (-1 for leaves); span as ``front``'s, once the chains are dealt out."""
+    computed = np.cumsum(P[P_OP] != LEAF)
     bin_ = np.where(P[P_OP] != LEAF, T, -1)
     if not stop:
-        return bin_, total
+        return bin_, int(computed[-1])
     _, root = _chains(P[P_OP], P[P_L], P[P_R], P[P_KIND], stop)
     computed_front = np.flatnonzero(P[P_OP, :stop] != LEAF)
     sets, members = np.unique(root[computed_front], return_counts=True)
@@ -94,19 +103,20 @@ def _bins(P, T):
         home[k] = b
         load[b] += int(members[k])
     bin_[computed_front] = home[np.searchsorted(sets, root[computed_front])]
-    return bin_, max(load) + total - int(computed[stop - 1])
+    return bin_, max(load) + int(computed[-1] - computed[stop - 1])
 
 
-def plan(P, args, T):
+def plan(P, args, T, stop=None):
     """A split program for T threads from a compiled tape (P: int32 (N_PROG,
-    n) with OP, L, R, SLOT, COL and KIND set; args: float64 (n,)). Returns
+    n) with OP, L, R, SLOT, COL and KIND set; args: float64 (n,)), for the
+    front that ``front`` chooses (or ends at stop). Returns
     (program, segs, rows, span): program is ``lower``'s (Q, C, shared,
     root) for the reordered tape; segs (int64, (5, T, 5)) its segments
     (``replay``'s split program); rows (rows of V, rows of G); span the
     instructions on the longest path, to compare with the tape's computed
     nodes (a sample split's span, at fewer samples per instruction)."""
     n = P.shape[1]
-    bin_, span = _bins(P, T)
+    bin_, span = _bins(P, T, front(P, T)[0] if stop is None else stop)
     inputs = np.flatnonzero(P[P_KIND] == INPUT)
     key = np.where(bin_ >= 0, T + bin_, 0)  # leaves first; bins; the tail
     key[inputs] = np.arange(inputs.size) * T // max(inputs.size, 1)  # the loads, in T parts
