@@ -1,4 +1,4 @@
-"""Threads for batched replay: how many, when, and launching safely.
+"""Threads for batched replay and Adam: how many, when, and launching safely.
 
 ``tape.batch`` splits a large enough batch over T threads: by its
 instructions, when the graph has a wide front of independent chains
@@ -7,9 +7,10 @@ else into T chunks of consecutive samples, one per thread
 (``kernels.replay.tape_batch_parallel``). Each thread has its own value and
 gradient rows and its own parameter-gradient accumulator; the accumulators
 are added to the arena in a fixed order, so a result depends on T and never
-on the scheduling. Everything else (building
-graphs, backward, release, single replays, the optimizers) runs on the
-calling thread.
+on the scheduling. Adam splits a large model's parameters into T parts
+(each parameter's update is the same arithmetic on any thread). Everything
+else (building graphs, backward, release, single replays, SGD, zero_grad)
+runs on the calling thread.
 
 T is ``get_num_threads()`` (default: every core numba uses, i.e.
 ``NUMBA_NUM_THREADS``; ``$CRAD_NUM_THREADS`` or ``set_num_threads`` change
