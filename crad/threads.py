@@ -124,9 +124,11 @@ def run(kernel, *args, parallel=False):
 
 
 class Pace:
-    """Whether a batch's T chunks run on T threads ("wide",
-    ``tape_batch_parallel``) or in one pass on the calling thread ("narrow",
-    ``tape_batch`` with T chunk sums, the same bits), chosen call by call.
+    """Whether a call's T parts (a batch's chunks of samples or bins of
+    chains, an update's parameters) run on T threads ("wide":
+    ``tape_batch_parallel``, ``tape_split_parallel``, ``adam_step_parallel``)
+    or one after another on the calling thread ("narrow": ``tape_batch``,
+    ``adam_step``, the same parts and the same bits), chosen call by call.
 
     Every parallel launch waits for its slowest thread, so when the cores are
     busy with other work T threads can be several times slower than one.
