@@ -179,11 +179,15 @@ def w5(quick):
     measures = {"python Value": scalar_engine(PyValue, state, model, names, scalar_n),
                 "crad per-Value": in_arena(a, per_value),
                 "crad replay": crad_engine(chars, names, k * reps),
-                "crad replay batched": crad_engine(chars, names * 32, k * reps // 8, batch_size=32),
                 "crad rebuilt": crad_engine(chars, names, k * (5 if quick else 20), replay=False)}
+    for n in (1, 2):  # batched replay splits its samples over the threads: both counts, interleaved
+        measures[f"crad replay batched {n} thread{'s' * (n > 1)}"] = common.on_threads(
+            n, crad_engine(chars, names * 32, k * reps // 8, batch_size=32))
     if installed("torch"):
         measures["torch tensor"] = torch_engine(state, model, names, k * (20 if quick else 100))
-    rows = summarize(interleave(measures, common.ROUNDS), "names_per_s", workload="W5")
+    samples = interleave(measures, common.ROUNDS)
+    rows = summarize(samples, "names_per_s", workload="W5")
+    common.thread_speedup(samples, rows, "crad replay batched 1 thread", "crad replay batched 2 threads", "ms_per_name")
     for state_, s in capture_all().items():
         rows.append(dict(workload="W5", engine=f"crad: capture + first replay of all 16 lengths ({state_} numba "
                                                "cache)", capture_s=s))
