@@ -90,11 +90,11 @@ class Adam(Optimizer):
     def step(self):
         self.t += 1
         T = threads.update_threads(self.m.size)
-        args = (self.params.arena.F, *self._runs, self.lr, self.b1, self.b2, self.eps, self.t, self.m, self.v, T)
+        args = (self.params.arena.F, *self._runs, self.lr, self.b1, self.b2, self.eps, self.t, self.m, self.v)
         if T == 1:
             K.adam_step(*args)
-        else:  # each parameter's update is the same arithmetic on any thread: Pace picks the faster way
-            self._pace.run(K.adam_step_parallel, K.adam_step, lambda wide: args, self.m.size)
+        else:  # the same bits either way: Pace picks the faster
+            self._pace.run(K.adam_step_parallel, K.adam_step, lambda wide: args + (T,) if wide else args, self.m.size)
 
     def _state(self):
         return {"m": self.m, "v": self.v, "t": self.t}

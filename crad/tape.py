@@ -16,7 +16,6 @@ Constants made from data inside fn keep their captured values: the row max
 that ``losses.cross_entropy`` subtracts for stability is such a constant, and
 harmless (softmax does not depend on it).
 """
-import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -29,7 +28,6 @@ from .value import Value
 from .vector import Vector, leaves
 
 
-@functools.cache
 def _plain(m, T):
     """The segments (``kernels.replay``) of a plain program of m
     instructions: its forward and backward passes, with T chunk sums."""
@@ -297,13 +295,8 @@ class Tape:
             return None
         if T not in self._split:
             self._split[T] = K.plan(self._P, self._args, T, stop)
-        program, segs, (nv, ng), _ = self._split[T]
-        key = (B, T, "split")
-        if key not in self._scratch:
-            if len(self._scratch) > 4:
-                self._scratch.clear()
-            self._scratch[key] = np.empty((nv, B)), np.empty((ng, B)), np.empty((T, self._rows[2]))
-        return program, segs, self._scratch[key]
+        program, segs = self._split[T][:2]
+        return program, segs, self._scratch_for(B, T, "split")
 
     def _stacked(self, arrays, B):
         """The inputs side by side, float64 (B, inputs' columns): a reused
@@ -317,13 +310,17 @@ class Tape:
         return X
 
     def _scratch_for(self, B, T, wide):
-        """Value and grad rows, and T chunks' parameter accumulators, for B
-        samples in one pass or (wide) in T, kept for the next such call."""
+        """Value and grad rows, and T parts' parameter accumulators, for B
+        samples in one pass, (wide = True) in T chunks of samples, or (wide
+        = "split") for the split program for T threads, kept for the next
+        such call."""
         key = (B, T, wide)
         if key not in self._scratch:
             nv, ng, nparams = self._rows
-            c = -(-B // T) if wide else B  # the samples a pass holds
-            lead = (T,) if wide else ()
+            if wide == "split":
+                nv, ng = self._split[T][2]
+            c = -(-B // T) if wide is True else B  # the samples a pass holds
+            lead = (T,) if wide is True else ()
             if len(self._scratch) > 4:  # batch sizes change rarely (the last batch of an epoch)
                 self._scratch.clear()
             self._scratch[key] = np.empty(lead + (nv, c)), np.empty(lead + (ng, c)), np.empty((T, nparams))

@@ -64,17 +64,16 @@ def _adam(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, lo, hi):
 
 
 @njit
-def adam_step(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, T):
+def adam_step(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v):
     """Adam (Kingma & Ba) over runs of parameter slots (see ``runs``); m, v:
-    float64 (n,) in parameter order, in place; t is the step number, from 1.
-    T: adam_step_parallel's thread count (unused: each parameter's update
-    is the same arithmetic whichever thread runs it)."""
+    float64 (n,) in parameter order, in place; t is the step number, from 1."""
     _adam(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, 0, m.shape[0])
 
 
 @njit(parallel=True)
 def adam_step_parallel(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, T):
-    """adam_step with the parameters in T consecutive parts, one per thread."""
+    """adam_step with the parameters in T consecutive parts, one per thread
+    (each parameter's update is the same arithmetic on any thread)."""
     n = m.shape[0]
     for part in prange(T):
         _adam(F, starts, offsets, lengths, lr, b1, b2, eps, t, m, v, part * n // T, (part + 1) * n // T)
