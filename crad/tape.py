@@ -28,10 +28,12 @@ from .value import Value
 from .vector import Vector, leaves
 
 
-def _plain(m, T):
+def _plain(m, T, row=0):
     """The segments (``kernels.replay``) of a plain program of m
-    instructions: its forward and backward passes, with T chunk sums."""
-    return np.array([[0, m, K.FWD_SEED, 0, T], [0, m, K.BWD, 0, T]], np.int64)
+    instructions: its forward and backward passes, with T chunk sums into
+    the accumulator's rows from row (-1: one chunk, added to the arena's
+    grads directly)."""
+    return np.array([[0, m, K.FWD_SEED, row, T], [0, m, K.BWD, row, T]], np.int64)
 
 
 class TapeError(ValueError):
@@ -273,7 +275,7 @@ class Tape:
         m = self._compiled[0].shape[0]
         if T == 1:
             return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed,
-                               _plain(m, 1))
+                               _plain(m, 1, -1))
         split = self._split_for(B, T)
         if split is not None:
             program, segs, scratch = split
@@ -323,7 +325,9 @@ class Tape:
             lead = (T,) if wide is True else ()
             if len(self._scratch) > 4:  # batch sizes change rarely (the last batch of an epoch)
                 self._scratch.clear()
-            self._scratch[key] = np.empty(lead + (nv, c)), np.empty(lead + (ng, c)), np.empty((T, nparams))
+            direct = wide is False and T == 1 or wide == "split" and self._split[T][1][0, 0, K.SEG_ROW] < 0
+            A = np.empty((0, 0)) if direct else np.empty((T, nparams))  # direct: no accumulator (``_pass``)
+            self._scratch[key] = np.empty(lead + (nv, c)), np.empty(lead + (ng, c)), A
         return self._scratch[key]
 
     # -- ownership -------------------------------------------------------------

@@ -136,6 +136,16 @@ def tape_rows(P, fence):
         if op[p] == LEAF:
             continue
         l, r = lpos[p], rpos[p]
+        passed = False  # p's grad row handed on to an operand, not freed
+        if op[p] == ADD and grow[p] >= 0:  # an add passes its grad on unchanged: the first operand
+            j = l if l >= 0 and kind[l] == ROW and grow[l] < 0 else r  # that needs a row takes p's
+            if j >= 0 and kind[j] == ROW and grow[j] < 0:  # (a chain of adds shares one row, no copies)
+                grow[j] = grow[p]
+                passed = True
+                if j == l:
+                    lfirst[p] = 1
+                else:
+                    rfirst[p] = 1
         if l >= 0 and kind[l] == ROW and grow[l] < 0:
             if nfree > 0:
                 nfree -= 1
@@ -152,7 +162,7 @@ def tape_rows(P, fence):
                 grow[r] = ng
                 ng += 1
             rfirst[p] = 1
-        if grow[p] >= 0:
+        if grow[p] >= 0 and not passed:
             free[nfree] = grow[p]
             nfree += 1
         if fence[p]:
@@ -279,7 +289,7 @@ FWD, FWD_SEED, BWD = range(3)
 
 
 @njit
-def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
+def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
     """The segments segs (int64 (k, 5), in order) of a lowered program
     (``lower``), for samples b0 .. b0 + bn - 1. A FWD_SEED segment then puts
     the root's value per sample into out, and seed, d(objective) /
@@ -293,7 +303,10 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
     b0 + b, laid out (row, sample) so each instruction is decoded once per bn
     samples and the loops over samples vectorise. A: float64 (rows,
     parameters): with chunks c, chunk t is samples t*bn//c .. (t+1)*bn//c - 1
-    and parameter k adds its gradient summed over chunk t to A[r0 + t, k].
+    and parameter k adds its gradient summed over chunk t to A[r0 + t, k];
+    with r0 = -1 (one chunk), straight to grad[shared[k]] instead (grad:
+    float64 (capacity,), the arena's grads; shared: int32 (s,)), for
+    segments whose parameters no other thread touches meanwhile.
     out: float64 (B,).
     """
     SP = np.empty((2, bn))  # per sample, the gradient of the left / right parameter operand
@@ -338,7 +351,10 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
                     G[0, b] = seed
                 if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
                     for t in range(T):
-                        A[r0 + t, ri] += seed * (cut[t + 1] - cut[t])
+                        if r0 < 0:
+                            grad[shared[ri]] += seed * (cut[t + 1] - cut[t])
+                        else:
+                            A[r0 + t, ri] += seed * (cut[t + 1] - cut[t])
         else:
             for i in range(hi - 1, lo - 1, -1):
                 code = Q[i, Q_CODE]
@@ -348,34 +364,45 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
                 x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
                 lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
                 lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
-                if (case == ADD_RR or case == FMA_ROW) and lk == ROW and rk == ROW and lfirst and rfirst:
-                    for b in range(bn):  # a chain of adds: both operands' rows start here
-                        G[gx, b] = G[gy, b] = G[gp, b]
+                if case == FMA_IN and T == 1 and (code >> 16) & 1 and (lk != ROW or gx == gp and lfirst):
+                    # acc + w * u with acc's grad row handed on: only w's gradient to add (an MLP's
+                    # bulk), without the general decoding below; the same sums as there
+                    k, b = Q[i, Q_W], 0
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                    while b + 8 <= bn:
+                        a0 += V[y, b] * G[gp, b]
+                        a1 += V[y, b + 1] * G[gp, b + 1]
+                        a2 += V[y, b + 2] * G[gp, b + 2]
+                        a3 += V[y, b + 3] * G[gp, b + 3]
+                        a4 += V[y, b + 4] * G[gp, b + 4]
+                        a5 += V[y, b + 5] * G[gp, b + 5]
+                        a6 += V[y, b + 6] * G[gp, b + 6]
+                        a7 += V[y, b + 7] * G[gp, b + 7]
+                        b += 8
+                    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                    while b < bn:
+                        s += V[y, b] * G[gp, b]
+                        b += 1
+                    if r0 < 0:
+                        grad[shared[k]] += s
+                    else:
+                        A[r0, k] += s
                     continue
                 # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
                 # for the first contribution, so h + h, one row as both operands,
                 # assigns then adds; s * G[gp] with s = 1 is exact, so each shape
-                # keeps the generic rules' bits), and fills SP for up to two
-                # parameters k1, k2. Written out here, not as helpers: an inlined
-                # helper taking arrays costs two atomic reference counts per call in
-                # this loop. (Each shape's loops cost compile time too, ~0.2 s each,
-                # cold: rarer shapes take the generic rule.)
-                k1 = k2 = -1
-                if case == MUL_SR and lk == PARAM and rk == ROW:  # w * h, the hot shape: both grads in one pass
-                    w, k1 = S[x], x
-                    if rfirst:
-                        for b in range(bn):
-                            SP[0, b] = V[y, b] * G[gp, b]
-                            G[gy, b] = w * G[gp, b]
-                    else:
-                        for b in range(bn):
-                            SP[0, b] = V[y, b] * G[gp, b]
-                            G[gy, b] += w * G[gp, b]
-                elif case != GENERIC:
-                    j1 = j2 = u = -1
+                # keeps the generic rules' bits), and up to two parameters k1, k2:
+                # k1's gradient per sample is V[u] * G[gp] when u >= 0, else SP's
+                # row 0, k2's SP's row 1. Written out here, not as helpers: an
+                # inlined helper taking arrays costs two atomic reference counts
+                # per call in this loop. (Each shape's loops cost compile time
+                # too, ~0.2 s each, cold: rarer shapes take the generic rule.)
+                k1 = k2 = u = -1
+                if case != GENERIC:
+                    j1 = j2 = -1
                     f1 = f2 = 0
                     s1 = 1.0
-                    if case == MUL_SR:  # c * h, or w * input
+                    if case == MUL_SR:  # w * h, c * h, or w * input
                         if lk == PARAM:
                             k1, u = x, y
                         if rk == ROW:
@@ -391,7 +418,7 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
                         if rk == ROW:
                             j2, f2 = gy, rfirst
                     for j, f, s in ((j1, f1, s1), (j2, f2, 1.0)):
-                        if j < 0:
+                        if j < 0 or j == gp and f:  # tape_rows handed the add's grad row on: in place already
                             continue
                         if f:
                             for b in range(bn):
@@ -399,9 +426,6 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
                         else:
                             for b in range(bn):
                                 G[j, b] += s * G[gp, b]
-                    if u >= 0:
-                        for b in range(bn):
-                            SP[0, b] = V[u, b] * G[gp, b]
                 else:
                     c = C[i]
                     sl, sr = lk >= PARAM, rk >= PARAM
@@ -420,32 +444,49 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs):
                         k1 = x
                     if rk == PARAM:
                         k2 = y
-                # Each chunk's sum of a parameter's SP row, in eight interleaved
+                # Each chunk's sum of a parameter's gradients, in eight interleaved
                 # partial sums: eight independent additions at a time, where one
                 # running sum waits for each addition before the next (a fixed
-                # order, so the same bits on any thread).
+                # order, so the same bits on any thread; V[u] * G[gp] is rounded
+                # before it is added, as SP's entries are).
                 for r in range(2):
                     k = k1 if r == 0 else k2
                     if k < 0:
                         continue
+                    dot = r == 0 and u >= 0
                     for t in range(T):
                         b, end = cut[t], cut[t + 1]
                         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-                        while b + 8 <= end:
-                            a0 += SP[r, b]
-                            a1 += SP[r, b + 1]
-                            a2 += SP[r, b + 2]
-                            a3 += SP[r, b + 3]
-                            a4 += SP[r, b + 4]
-                            a5 += SP[r, b + 5]
-                            a6 += SP[r, b + 6]
-                            a7 += SP[r, b + 7]
-                            b += 8
+                        if dot:
+                            while b + 8 <= end:
+                                a0 += V[u, b] * G[gp, b]
+                                a1 += V[u, b + 1] * G[gp, b + 1]
+                                a2 += V[u, b + 2] * G[gp, b + 2]
+                                a3 += V[u, b + 3] * G[gp, b + 3]
+                                a4 += V[u, b + 4] * G[gp, b + 4]
+                                a5 += V[u, b + 5] * G[gp, b + 5]
+                                a6 += V[u, b + 6] * G[gp, b + 6]
+                                a7 += V[u, b + 7] * G[gp, b + 7]
+                                b += 8
+                        else:
+                            while b + 8 <= end:
+                                a0 += SP[r, b]
+                                a1 += SP[r, b + 1]
+                                a2 += SP[r, b + 2]
+                                a3 += SP[r, b + 3]
+                                a4 += SP[r, b + 4]
+                                a5 += SP[r, b + 5]
+                                a6 += SP[r, b + 6]
+                                a7 += SP[r, b + 7]
+                                b += 8
                         s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
                         while b < end:
-                            s += SP[r, b]
+                            s += V[u, b] * G[gp, b] if dot else SP[r, b]
                             b += 1
-                        A[r0 + t, k] += s
+                        if r0 < 0:
+                            grad[shared[k]] += s
+                        else:
+                            A[r0 + t, k] += s
 
 
 @njit
@@ -472,7 +513,8 @@ def tape_batch(F, Q, C, shared, root, X, V, G, A, seed, segs):
     """A batched replay on the calling thread: the segments segs (int64,
     (k, 5), see ``_pass``) over all B samples (V: float64 (rows of V, >=
     B); G: float64 (rows of G, >= B)), then A (float64 (T, parameters),
-    zeroed first) added to the parameters' grads in row order. A plain
+    zeroed first; 0 x 0 when every segment adds to the grads directly)
+    added to the parameters' grads in row order. A plain
     program's segments are its forward and backward passes with T chunk
     sums (tape_batch_parallel's result, bit for bit); a split program's are
     its phases one after another (tape_split_parallel's). ``threads.Pace``
@@ -481,7 +523,7 @@ def tape_batch(F, Q, C, shared, root, X, V, G, A, seed, segs):
     S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
     _gather(F, shared, S, 0, S.shape[0])
     A[:, :] = 0.0
-    _pass(Q, C, S, root, X, 0, X.shape[0], V, G, seed, A, out, segs)
+    _pass(Q, C, S, root, X, 0, X.shape[0], V, G, seed, A, out, segs, F[GRAD], shared)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
@@ -508,7 +550,8 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
         b0 = t * B // T
         for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
             A[t, k] = 0.0
-        _pass(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out, segs)
+        _pass(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out, segs,
+              F[GRAD], shared)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
@@ -520,18 +563,22 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
 # concurrently, each over all B samples as one chunk; the tail runs on one
 # thread. Its segments (int64, (5, T, 5)) are, per phase and thread: the
 # loads, the bins' forward passes, the tail's forward pass (thread 0; the
-# others empty), the tail's backward pass, the bins' backward passes. Bin t
-# and the loads' part t sum into A[t], the tail into A[0]; the accumulators
-# are added to the arena in row order, so the result depends on T, never
-# on the scheduling, and tape_batch on the segments in order gives the
-# same bits on one thread.
+# others empty), the tail's backward pass, the bins' backward passes. When
+# no parameter is used by two bins, every segment adds its parameters'
+# sums to the arena's grads directly (no thread touches another's
+# parameters while the bins run; the tail runs alone). Otherwise bin t and
+# the loads' part t sum into A[t], the tail into A[0], and the accumulators
+# are added to the arena in row order. Either way the result depends on T,
+# never on the scheduling, and tape_batch on the segments in order gives
+# the same bits on one thread.
 @njit(parallel=True)
 def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
     """A batched replay of a split program (see above; segs: int64 (5, T,
     5)), each phase's parts on T threads. V (rows of V, >= B), G (rows of
-    G, >= B), A (T, parameters): float64. Returns the root's value per
-    sample (float64 (B,))."""
-    T, B, P = A.shape[0], X.shape[0], A.shape[1]
+    G, >= B), A (T, parameters, or 0 x 0 when the segments add to the
+    arena's grads directly): float64. Returns the root's value per sample
+    (float64 (B,))."""
+    T, B, P = segs.shape[1], X.shape[0], A.shape[1]
     S, out = np.empty(shared.shape[0]), np.empty(B)
     for phase in range(segs.shape[0]):  # a bound known only at run time: the loop is not unrolled
         for t in prange(T):
@@ -539,7 +586,7 @@ def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
                 _gather(F, shared, S, t * S.shape[0] // T, (t + 1) * S.shape[0] // T)
                 for k in range(P):
                     A[t, k] = 0.0
-            _pass(Q, C, S, root, X, 0, B, V, G, seed, A, out, segs[phase, t:t + 1])
+            _pass(Q, C, S, root, X, 0, B, V, G, seed, A, out, segs[phase, t:t + 1], F[GRAD], shared)
     for t in prange(T):
         _reduce(F, shared, A, t * P // T, (t + 1) * P // T)
     return out

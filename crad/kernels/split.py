@@ -24,6 +24,11 @@ from .replay import (
     P_OP,
     P_R,
     P_VROW,
+    PARAM,
+    Q_CODE,
+    Q_W,
+    Q_X,
+    Q_Y,
     ROW,
     SEG_CHUNKS,
     SEG_HI,
@@ -134,7 +139,24 @@ def plan(P, args, T, stop=None):
     bin_ = np.where((key >= T) & (key < 2 * T), key - T, -1)
     nv, ng = (_regroup(P[row], n_rows, bin_, T) for row, n_rows in ((P_VROW, nv), (P_GROW, ng)))
     *program, pos = lower(P, args[order])
-    return tuple(program), _segments(np.searchsorted(key[pos], np.arange(2 * T + 1)), pos.size, T), (nv, ng), span
+    sec = np.searchsorted(key[pos], np.arange(2 * T + 1))
+    segs = _segments(sec, pos.size, T)
+    if _owned(program[0], sec, T):
+        segs[:, :, SEG_ROW] = -1  # straight to the arena's grads (``replay``'s split program)
+    return tuple(program), segs, (nv, ng), span
+
+
+def _owned(Q, sec, T):
+    """Whether no parameter is used by two bins of a lowered split program
+    (Q: int32 (m, N_Q); bin t is instructions sec[T + t] .. sec[T + t + 1] - 1)."""
+    code = Q[:, Q_CODE]
+    uses = (((code >> 5) & 7) == PARAM, Q_X), (((code >> 8) & 7) == PARAM, Q_Y), (((code >> 16) & 1) == 1, Q_W)
+    params = np.concatenate([Q[mask, field] for mask, field in uses])
+    at = np.concatenate([np.flatnonzero(mask) for mask, _ in uses])
+    bins = np.searchsorted(sec[T:], at, side="right") - 1
+    inside = (bins >= 0) & (bins < T)
+    pairs = np.unique(np.stack([params[inside], bins[inside]]), axis=1)
+    return np.unique(pairs[0]).size == pairs.shape[1]
 
 
 def _segments(sec, m, T):
