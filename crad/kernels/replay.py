@@ -342,8 +342,12 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                     wl = S[x] if sl else 0.0
                     wr = S[y] if sr and rk != NONE else 0.0
                     xr, yr = 0 if sl else x, 0 if sr else y
-                    for b in range(bn):
-                        V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
+                    if o == MUL and not sl and not sr:  # h * h (attention's products)
+                        for b in range(bn):
+                            V[v, b] = V[x, b] * V[y, b]
+                    else:
+                        for b in range(bn):
+                            V[v, b] = forward(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c)
             if mode == FWD_SEED:
                 rk, ri = root[0], root[1]
                 for b in range(bn):
@@ -364,10 +368,13 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                 x, y, v, gp, gx, gy = Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V], Q[i, Q_G], Q[i, Q_GX], Q[i, Q_GY]
                 lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
                 lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
-                if case == FMA_IN and T == 1 and (code >> 16) & 1 and (lk != ROW or gx == gp and lfirst):
-                    # acc + w * u with acc's grad row handed on: only w's gradient to add (an MLP's
-                    # bulk), without the general decoding below; the same sums as there
-                    k, b = Q[i, Q_W], 0
+                passed = lk != ROW or gx == gp and lfirst  # the left operand's grad needs nothing
+                if T == 1 and (case == FMA_IN and (code >> 16) & 1 and passed or case == MUL_SR and lk == PARAM):
+                    # The hot shapes, an MLP's and a GPT's bulk, without the general
+                    # decoding below (the same sums as there): acc + w * u with acc's
+                    # grad row handed on, and w * u: w's gradient V[u] . G[gp]; for w *
+                    # h, h's grad row too.
+                    k, b = Q[i, Q_W] if case == FMA_IN else x, 0
                     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
                     while b + 8 <= bn:
                         a0 += V[y, b] * G[gp, b]
@@ -387,6 +394,36 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                         grad[shared[k]] += s
                     else:
                         A[r0, k] += s
+                    if case == MUL_SR and rk == ROW:
+                        w = S[x]
+                        if rfirst:
+                            for b in range(bn):
+                                G[gy, b] = w * G[gp, b]
+                        else:
+                            for b in range(bn):
+                                G[gy, b] += w * G[gp, b]
+                    continue
+                if case == FMA_ROW and passed:  # acc + m: m's grad row gets G[gp]; m's own backward follows
+                    if rfirst:
+                        for b in range(bn):
+                            G[gy, b] = G[gp, b]
+                    else:
+                        for b in range(bn):
+                            G[gy, b] += G[gp, b]
+                    continue
+                if o == MUL and case == GENERIC and lk == ROW and rk == ROW:  # h * h' (attention's products)
+                    if lfirst:  # the left first: h * h adds to the row the left just set, as below
+                        for b in range(bn):
+                            G[gx, b] = V[y, b] * G[gp, b]
+                    else:
+                        for b in range(bn):
+                            G[gx, b] += V[y, b] * G[gp, b]
+                    if rfirst:
+                        for b in range(bn):
+                            G[gy, b] = V[x, b] * G[gp, b]
+                    else:
+                        for b in range(bn):
+                            G[gy, b] += V[x, b] * G[gp, b]
                     continue
                 # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
                 # for the first contribution, so h + h, one row as both operands,
