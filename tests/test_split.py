@@ -17,7 +17,8 @@ from test_threads import MOST, mlp_tape
 import crad
 from crad import MLP, losses, threads
 from crad import kernels as K
-from crad.kernels.replay import FMA_IN, FMA_ROW, INPUT, Q_CODE, Q_G, Q_GX, Q_GY, Q_V, Q_X, Q_Y, ROW, SEG_LO, SKIP_FWD
+from crad.kernels.replay import (FMA_IN, FMA_ROW, INPUT, PARAM, Q_CODE, Q_G, Q_GX, Q_GY, Q_V, Q_W, Q_X, Q_Y, ROW, SEG_LO,
+                                 SEG_ROW, SKIP_FWD)
 
 
 def rows_used(Q, lo, hi):
@@ -30,6 +31,25 @@ def rows_used(Q, lo, hi):
     read |= set(q[(case == FMA_IN) | (case == FMA_ROW), Q_Y])
     grads = set(q[q[:, Q_G] >= 0, Q_G]) | set(q[lk == ROW, Q_GX]) | set(q[rk == ROW, Q_GY])
     return written, read, grads
+
+
+def params_used(Q, lo, hi):
+    """The parameters (indices into the shared scalars) instructions lo .. hi - 1 add gradients to."""
+    q = Q[lo:hi]
+    code = q[:, Q_CODE]
+    return (set(q[(code >> 5) & 7 == PARAM, Q_X]) | set(q[(code >> 8) & 7 == PARAM, Q_Y])
+            | set(q[(code >> 16) & 1 == 1, Q_W]))
+
+
+def check_direct(Q, segs, T):
+    """The segments add to the arena's grads directly (SEG_ROW -1) exactly
+    when no parameter is used by two bins (bins run at once)."""
+    sec = sections(segs)
+    bins = [params_used(Q, sec[T + t], sec[T + t + 1]) for t in range(T)]
+    shared = any(bins[t] & bins[u] for t in range(T) for u in range(t + 1, T))
+    rows = segs[:, :, SEG_ROW]
+    assert (rows < 0).all() if not shared else (rows >= 0).all()
+    return not shared
 
 
 def sections(segs):
@@ -74,6 +94,7 @@ def test_split_equals_serial_on_random_programs(prog, data, T):
         g_want = params.grad
         program_, segs, _, _ = K.plan(tape._P, tape._args, T)
         check_bins_apart(program_[0], sections(segs), T)
+        check_direct(program_[0], segs, T)
         got = []
         for parallel_kernel in (False, True, True):
             params.grad = 0.0
@@ -104,6 +125,38 @@ def test_plan_splits_an_mlp_into_balanced_bins(arena):
         assert span < 0.75 * tape.computed
         loads = np.diff(sec[:T + 1])
         assert loads.sum() == 64 + 3 and loads.max() - loads.min() <= 1
+
+
+def test_bins_sharing_a_parameter_sum_into_accumulators(arena):
+    """Chains that share a weight (s below, in every neuron) land in
+    different bins, which run at once: their gradients go through each
+    bin's accumulator, added in bin order, not straight to the grads."""
+    rng = np.random.default_rng(3)
+    W, s = crad.leaves(rng.normal(size=(8, 16))), crad.leaves(np.array([0.7]))
+
+    def f(x):
+        return sum(((W[j] * x).sum() + s[0] * x[0]).relu() for j in range(8))
+
+    tape = crad.capture(f, crad.leaves(np.zeros(16)))
+    X = rng.normal(size=(5, 16))
+    W.grad, s.grad = 0.0, 0.0
+    want = tape.batch(X, reduction="sum")
+    g_want = np.concatenate([W.grad.ravel(), s.grad])
+    for T in (2, 3):
+        (Q, *_), segs, _, _ = K.plan(tape._P, tape._args, T)
+        assert not check_direct(Q, segs, T)
+        got = []
+        for parallel_kernel in (False, True):
+            W.grad, s.grad = 0.0, 0.0
+            np.testing.assert_array_equal(run_split(arena, tape, X, T, parallel_kernel), want)
+            got.append(np.concatenate([W.grad.ravel(), s.grad]))
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_allclose(got[0], g_want, rtol=1e-12, atol=1e-12)
+    model = MLP(16, [8, 2], seed=0)  # an MLP's weights each belong to one neuron: straight to the grads
+    tape = crad.capture(lambda x: model(x).sum(), crad.leaves(np.zeros(16)))
+    tape.batch(np.zeros((2, 16)))  # compiles
+    (Q, *_), segs, _, _ = K.plan(tape._P, tape._args, 2)
+    assert check_direct(Q, segs, 2)
 
 
 def test_plan_leaves_a_chain_unsplit(arena):

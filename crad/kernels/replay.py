@@ -403,13 +403,9 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                             for b in range(bn):
                                 G[gy, b] += w * G[gp, b]
                     continue
-                if case == FMA_ROW and passed:  # acc + m: m's grad row gets G[gp]; m's own backward follows
-                    if rfirst:
-                        for b in range(bn):
-                            G[gy, b] = G[gp, b]
-                    else:
-                        for b in range(bn):
-                            G[gy, b] += G[gp, b]
+                if case == FMA_ROW and passed and rfirst:  # acc + m: m's grad row (m used once) gets G[gp]
+                    for b in range(bn):
+                        G[gy, b] = G[gp, b]
                     continue
                 if o == MUL and case == GENERIC and lk == ROW and rk == ROW:  # h * h' (attention's products)
                     if lfirst:  # the left first: h * h adds to the row the left just set, as below
