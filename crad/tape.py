@@ -28,12 +28,11 @@ from .value import Value
 from .vector import Vector, leaves
 
 
-def _plain(m, T, row=0):
+def _plain(m, row=0):
     """The segments (``kernels.replay``) of a plain program of m
-    instructions: its forward and backward passes, with T chunk sums into
-    the accumulator's rows from row (-1: one chunk, added to the arena's
-    grads directly)."""
-    return np.array([[0, m, K.FWD_SEED, row, T], [0, m, K.BWD, row, T]], np.int64)
+    instructions: its forward and backward passes, summing into the
+    accumulator's row (-1: straight to the arena's grads)."""
+    return np.array([[0, m, K.FWD_SEED, row], [0, m, K.BWD, row]], np.int64)
 
 
 class TapeError(ValueError):
@@ -275,14 +274,14 @@ class Tape:
         m = self._compiled[0].shape[0]
         if T == 1:
             return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed,
-                               _plain(m, 1, -1))
+                               _plain(m, -1), 1)
         split = self._split_for(B, T)
         if split is not None:
             program, segs, scratch = split
             return self._pace.run(K.tape_split_parallel, K.tape_batch, lambda wide: (
-                F, *program, X, *scratch, seed, segs if wide else segs.reshape(-1, 5)), work)
+                F, *program, X, *scratch, seed, *((segs,) if wide else (segs.reshape(-1, 4), 1))), work)
         return self._pace.run(K.tape_batch_parallel, K.tape_batch, lambda wide: (
-            F, *self._compiled, X, *self._scratch_for(B, T, wide), seed, _plain(m, 1 if wide else T)), work)
+            F, *self._compiled, X, *self._scratch_for(B, T, wide), seed, _plain(m), *(() if wide else (T,))), work)
 
     def _split_for(self, B, T):
         """(program, segs, scratch) of the split program (``kernels.split``)
@@ -313,15 +312,16 @@ class Tape:
 
     def _scratch_for(self, B, T, wide):
         """Value and grad rows, and T parts' parameter accumulators, for B
-        samples in one pass, (wide = True) in T chunks of samples, or (wide
-        = "split") for the split program for T threads, kept for the next
+        samples in T chunks (wide = True: each chunk's rows, for T threads;
+        False: one chunk's, for the chunks one after another), or (wide =
+        "split") for the split program for T threads, kept for the next
         such call."""
         key = (B, T, wide)
         if key not in self._scratch:
             nv, ng, nparams = self._rows
             if wide == "split":
                 nv, ng = self._split[T][2]
-            c = -(-B // T) if wide is True else B  # the samples a pass holds
+            c = B if wide == "split" else -(-B // T)  # the samples a pass holds
             lead = (T,) if wide is True else ()
             if len(self._scratch) > 4:  # batch sizes change rarely (the last batch of an epoch)
                 self._scratch.clear()

@@ -17,8 +17,24 @@ from test_threads import MOST, mlp_tape
 import crad
 from crad import MLP, losses, threads
 from crad import kernels as K
-from crad.kernels.replay import (FMA_IN, FMA_ROW, INPUT, PARAM, Q_CODE, Q_G, Q_GX, Q_GY, Q_V, Q_W, Q_X, Q_Y, ROW, SEG_LO,
-                                 SEG_ROW, SKIP_FWD)
+from crad.kernels.replay import (
+    FMA_IN,
+    FMA_ROW,
+    INPUT,
+    PARAM,
+    Q_CODE,
+    Q_G,
+    Q_GX,
+    Q_GY,
+    Q_V,
+    Q_W,
+    Q_X,
+    Q_Y,
+    ROW,
+    SEG_LO,
+    SEG_ROW,
+    SKIP_FWD,
+)
 
 
 def rows_used(Q, lo, hi):
@@ -73,9 +89,9 @@ def check_bins_apart(Q, sec, T):
 def run_split(arena, tape, X, T, parallel_kernel):
     program, segs, (nv, ng), _ = K.plan(tape._P, tape._args, T)
     A = np.full((T, tape._rows[2]), np.nan)  # the kernel zeroes what it uses
-    kernel, segs = (K.tape_split_parallel, segs) if parallel_kernel else (K.tape_batch, segs.reshape(-1, 5))
+    kernel, segs = (K.tape_split_parallel, (segs,)) if parallel_kernel else (K.tape_batch, (segs.reshape(-1, 4), 1))
     return kernel(arena.F, *program, np.ascontiguousarray(X), np.full((nv, len(X)), np.nan),
-                  np.full((ng, len(X)), np.nan), A, 1.0, segs)
+                  np.full((ng, len(X)), np.nan), A, 1.0, *segs)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -119,9 +119,9 @@ def test_more_chunks_than_threads(arena):
             A = np.full((T, nparams), np.nan)
             if wide:
                 out = K.tape_batch_parallel(arena.F, *prog, Xall, np.empty((T, nv, c)), np.empty((T, ng, c)), A, 1.0,
-                                            _plain(m, 1))
+                                            _plain(m))
             else:
-                out = K.tape_batch(arena.F, *prog, Xall, np.empty((nv, 11)), np.empty((ng, 11)), A, 1.0, _plain(m, T))
+                out = K.tape_batch(arena.F, *prog, Xall, np.empty((nv, c)), np.empty((ng, c)), A, 1.0, _plain(m), T)
             np.testing.assert_array_equal(out, ref)
             runs.append(model.parameters().grad)
         np.testing.assert_array_equal(runs[0], runs[1])

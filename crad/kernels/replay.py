@@ -280,17 +280,17 @@ def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
     skip[m] = np.where(u_input, SKIP_FWD | SKIP_BWD, SKIP_FWD)
 
 
-# A replay runs a list of segments, each an int64 row of 5: the
+# A replay runs a list of segments, each an int64 row of 4: the
 # instructions lo .. hi - 1, the pass (FWD, FWD_SEED: the forward pass that
-# ends the program, then the seed; BWD), and the rows r0 .. r0 + chunks - 1
-# of A that take the parameters' sums, over that many chunks of the samples.
-SEG_LO, SEG_HI, SEG_MODE, SEG_ROW, SEG_CHUNKS = range(5)
+# ends the program, then the seed; BWD), and the row of A that takes the
+# parameters' sums (-1: the arena's grads directly).
+SEG_LO, SEG_HI, SEG_MODE, SEG_ROW = range(4)
 FWD, FWD_SEED, BWD = range(3)
 
 
 @njit
 def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
-    """The segments segs (int64 (k, 5), in order) of a lowered program
+    """The segments segs (int64 (k, 4), in order) of a lowered program
     (``lower``), for samples b0 .. b0 + bn - 1. A FWD_SEED segment then puts
     the root's value per sample into out, and seed, d(objective) /
     d(root), into G's row 0. (Every replay kernel calls this from one call
@@ -302,20 +302,16 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
     V, >= bn); G: float64 (>= rows of G, >= bn): column b holds sample
     b0 + b, laid out (row, sample) so each instruction is decoded once per bn
     samples and the loops over samples vectorise. A: float64 (rows,
-    parameters): with chunks c, chunk t is samples t*bn//c .. (t+1)*bn//c - 1
-    and parameter k adds its gradient summed over chunk t to A[r0 + t, k];
-    with r0 = -1 (one chunk), straight to grad[shared[k]] instead (grad:
-    float64 (capacity,), the arena's grads; shared: int32 (s,)), for
+    parameters): a segment of row r adds parameter k's gradient summed over
+    the samples to A[r, k]; with r = -1, straight to grad[shared[k]] instead
+    (grad: float64 (capacity,), the arena's grads; shared: int32 (s,)), for
     segments whose parameters no other thread touches meanwhile.
     out: float64 (B,).
     """
     SP = np.empty((2, bn))  # per sample, the gradient of the left / right parameter operand
     for seg in range(segs.shape[0]):
         lo, hi, mode = segs[seg, SEG_LO], segs[seg, SEG_HI], segs[seg, SEG_MODE]
-        r0, T = segs[seg, SEG_ROW], segs[seg, SEG_CHUNKS]
-        cut = np.empty(T + 1, np.int64)  # chunk t: samples cut[t] .. cut[t + 1] - 1
-        for t in range(T + 1):
-            cut[t] = t * bn // T
+        r0 = segs[seg, SEG_ROW]
         if mode != BWD:
             for i in range(lo, hi):
                 code, x, y, v = Q[i, Q_CODE], Q[i, Q_X], Q[i, Q_Y], Q[i, Q_V]
@@ -354,11 +350,10 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                     out[b0 + b] = S[ri] if rk >= PARAM else V[ri, b]
                     G[0, b] = seed
                 if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
-                    for t in range(T):
-                        if r0 < 0:
-                            grad[shared[ri]] += seed * (cut[t + 1] - cut[t])
-                        else:
-                            A[r0 + t, ri] += seed * (cut[t + 1] - cut[t])
+                    if r0 < 0:
+                        grad[shared[ri]] += seed * bn
+                    else:
+                        A[r0, ri] += seed * bn
         else:
             for i in range(hi - 1, lo - 1, -1):
                 code = Q[i, Q_CODE]
@@ -369,11 +364,12 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                 lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
                 lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
                 passed = lk != ROW or gx == gp and lfirst  # the left operand's grad needs nothing
-                if T == 1 and (case == FMA_IN and (code >> 16) & 1 and passed or case == MUL_SR and lk == PARAM):
-                    # The hot shapes, an MLP's and a GPT's bulk, without the general
-                    # decoding below (the same sums as there): acc + w * u with acc's
-                    # grad row handed on, and w * u: w's gradient V[u] . G[gp]; for w *
-                    # h, h's grad row too.
+                if case == FMA_IN and (code >> 16) & 1 or case == MUL_SR and lk == PARAM:
+                    # The hot shapes, an MLP's and a GPT's bulk: acc + w * u and w * u,
+                    # u's row at Y, without the general decoding below. w's gradient
+                    # V[u] . G[gp] in eight interleaved partial sums: eight independent
+                    # additions at a time, where one running sum waits for each addition
+                    # before the next (a fixed order, so the same bits on any thread).
                     k, b = Q[i, Q_W] if case == FMA_IN else x, 0
                     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
                     while b + 8 <= bn:
@@ -394,57 +390,41 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                         grad[shared[k]] += s
                     else:
                         A[r0, k] += s
-                    if case == MUL_SR and rk == ROW:
-                        w = S[x]
-                        if rfirst:
-                            for b in range(bn):
-                                G[gy, b] = w * G[gp, b]
-                        else:
-                            for b in range(bn):
-                                G[gy, b] += w * G[gp, b]
+                    # Then the operand's grad row: acc's, unless handed on; h's in w * h.
+                    j, f, w = (gx, lfirst, 1.0) if case == FMA_IN else (gy, rfirst, S[x])
+                    if case == FMA_IN and passed or case == MUL_SR and rk != ROW:
+                        continue
+                    if f:
+                        for b in range(bn):
+                            G[j, b] = w * G[gp, b]
+                    else:
+                        for b in range(bn):
+                            G[j, b] += w * G[gp, b]
                     continue
                 if case == FMA_ROW and passed and rfirst:  # acc + m: m's grad row (m used once) gets G[gp]
                     for b in range(bn):
                         G[gy, b] = G[gp, b]
                     continue
-                if o == MUL and case == GENERIC and lk == ROW and rk == ROW:  # h * h' (attention's products)
-                    if lfirst:  # the left first: h * h adds to the row the left just set, as below
-                        for b in range(bn):
-                            G[gx, b] = V[y, b] * G[gp, b]
-                    else:
-                        for b in range(bn):
-                            G[gx, b] += V[y, b] * G[gp, b]
-                    if rfirst:
-                        for b in range(bn):
-                            G[gy, b] = V[x, b] * G[gp, b]
-                    else:
-                        for b in range(bn):
-                            G[gy, b] += V[x, b] * G[gp, b]
-                    continue
-                # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
-                # for the first contribution, so h + h, one row as both operands,
-                # assigns then adds; s * G[gp] with s = 1 is exact, so each shape
-                # keeps the generic rules' bits), and up to two parameters k1, k2:
-                # k1's gradient per sample is V[u] * G[gp] when u >= 0, else SP's
-                # row 0, k2's SP's row 1. Written out here, not as helpers: an
-                # inlined helper taking arrays costs two atomic reference counts
-                # per call in this loop. (Each shape's loops cost compile time
-                # too, ~0.2 s each, cold: rarer shapes take the generic rule.)
-                k1 = k2 = u = -1
+                # Each other shape gives up to two operand rows, G[j] = or += s *
+                # G[gp] (= for the first contribution, so h + h, one row as both
+                # operands, assigns then adds; s * G[gp] with s = 1 is exact, so each
+                # shape keeps the generic rules' bits); the generic rule also fills
+                # SP for up to two parameters k1, k2. Written out here, not as
+                # helpers: an inlined helper taking arrays costs two atomic
+                # reference counts per call in this loop. (Each shape's loops cost
+                # compile time too, ~0.2 s each, cold: rarer shapes take the
+                # generic rule.)
+                k1 = k2 = -1
                 if case != GENERIC:
                     j1 = j2 = -1
                     f1 = f2 = 0
                     s1 = 1.0
-                    if case == MUL_SR:  # w * h, c * h, or w * input
-                        if lk == PARAM:
-                            k1, u = x, y
+                    if case == MUL_SR:  # c * h
                         if rk == ROW:
                             j1, f1, s1 = gy, rfirst, S[x]
-                    elif case == FMA_IN:  # acc + w * u, u an input: acc's grad, and w's as m's backward gives it
+                    elif case == FMA_IN:  # acc + c * u, u an input
                         if lk == ROW:
                             j1, f1 = gx, lfirst
-                        if (code >> 16) & 1:
-                            k1, u = Q[i, Q_W], y
                     else:  # ADD_RR, FMA_ROW
                         if lk == ROW:
                             j1, f1 = gx, lfirst
@@ -477,49 +457,31 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                         k1 = x
                     if rk == PARAM:
                         k2 = y
-                # Each chunk's sum of a parameter's gradients, in eight interleaved
-                # partial sums: eight independent additions at a time, where one
-                # running sum waits for each addition before the next (a fixed
-                # order, so the same bits on any thread; V[u] * G[gp] is rounded
-                # before it is added, as SP's entries are).
+                # The parameters' sums of their SP rows, as above.
                 for r in range(2):
                     k = k1 if r == 0 else k2
                     if k < 0:
                         continue
-                    dot = r == 0 and u >= 0
-                    for t in range(T):
-                        b, end = cut[t], cut[t + 1]
-                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-                        if dot:
-                            while b + 8 <= end:
-                                a0 += V[u, b] * G[gp, b]
-                                a1 += V[u, b + 1] * G[gp, b + 1]
-                                a2 += V[u, b + 2] * G[gp, b + 2]
-                                a3 += V[u, b + 3] * G[gp, b + 3]
-                                a4 += V[u, b + 4] * G[gp, b + 4]
-                                a5 += V[u, b + 5] * G[gp, b + 5]
-                                a6 += V[u, b + 6] * G[gp, b + 6]
-                                a7 += V[u, b + 7] * G[gp, b + 7]
-                                b += 8
-                        else:
-                            while b + 8 <= end:
-                                a0 += SP[r, b]
-                                a1 += SP[r, b + 1]
-                                a2 += SP[r, b + 2]
-                                a3 += SP[r, b + 3]
-                                a4 += SP[r, b + 4]
-                                a5 += SP[r, b + 5]
-                                a6 += SP[r, b + 6]
-                                a7 += SP[r, b + 7]
-                                b += 8
-                        s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-                        while b < end:
-                            s += V[u, b] * G[gp, b] if dot else SP[r, b]
-                            b += 1
-                        if r0 < 0:
-                            grad[shared[k]] += s
-                        else:
-                            A[r0 + t, k] += s
+                    b = 0
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                    while b + 8 <= bn:
+                        a0 += SP[r, b]
+                        a1 += SP[r, b + 1]
+                        a2 += SP[r, b + 2]
+                        a3 += SP[r, b + 3]
+                        a4 += SP[r, b + 4]
+                        a5 += SP[r, b + 5]
+                        a6 += SP[r, b + 6]
+                        a7 += SP[r, b + 7]
+                        b += 8
+                    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                    while b < bn:
+                        s += SP[r, b]
+                        b += 1
+                    if r0 < 0:
+                        grad[shared[k]] += s
+                    else:
+                        A[r0, k] += s
 
 
 @njit
@@ -542,21 +504,27 @@ def _gather(F, shared, S, lo, hi):
 
 
 @njit
-def tape_batch(F, Q, C, shared, root, X, V, G, A, seed, segs):
+def tape_batch(F, Q, C, shared, root, X, V, G, A, seed, segs, chunks):
     """A batched replay on the calling thread: the segments segs (int64,
-    (k, 5), see ``_pass``) over all B samples (V: float64 (rows of V, >=
-    B); G: float64 (rows of G, >= B)), then A (float64 (T, parameters),
+    (k, 4), see ``_pass``) over the B samples in chunks chunks of
+    consecutive samples, one after another (chunk t is samples t*B//chunks
+    .. (t+1)*B//chunks - 1; V: float64 (rows of V, >= B/chunks); G:
+    float64 (rows of G, >= B/chunks)), then A (float64 (T, parameters),
     zeroed first; 0 x 0 when every segment adds to the grads directly)
-    added to the parameters' grads in row order. A plain
-    program's segments are its forward and backward passes with T chunk
-    sums (tape_batch_parallel's result, bit for bit); a split program's are
-    its phases one after another (tape_split_parallel's). ``threads.Pace``
-    runs it when the cores are busy. Returns the root's value per sample
-    (float64 (B,))."""
-    S, out = np.empty(shared.shape[0]), np.empty(X.shape[0])
+    added to the parameters' grads in row order. A plain program's segments
+    are its forward and backward passes: in T chunks, chunk t summing into
+    A[t], they give tape_batch_parallel's result bit for bit. A split
+    program's are its phases, in one chunk (tape_split_parallel's result).
+    ``threads.Pace`` runs it when the cores are busy. Returns the root's
+    value per sample (float64 (B,))."""
+    B = X.shape[0]
+    S, out = np.empty(shared.shape[0]), np.empty(B)
     _gather(F, shared, S, 0, S.shape[0])
     A[:, :] = 0.0
-    _pass(Q, C, S, root, X, 0, X.shape[0], V, G, seed, A, out, segs, F[GRAD], shared)
+    for t in range(chunks):
+        b0 = t * B // chunks
+        _pass(Q, C, S, root, X, b0, (t + 1) * B // chunks - b0, V, G, seed, A[t:] if chunks > 1 else A, out, segs,
+              F[GRAD], shared)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
@@ -569,7 +537,7 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
     V: float64 (T, rows of V, ceil(B/T)); G: float64 (T, rows of G,
     ceil(B/T)): each chunk's own rows. A: float64 (T, parameters), each
     chunk's own parameter-gradient accumulator. segs: the program's forward
-    and backward pass with one chunk (int64 (2, 5), row 0). Chunks share
+    and backward pass (int64 (2, 4), row 0). Chunks share
     only reads (F, the program, X); out is written at disjoint samples. The
     accumulators are then added to the arena in chunk order, so the result
     depends on T, never on the scheduling. Returns the root's value per
@@ -594,7 +562,7 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
 # bins of computed nodes and the tail (the root last), which uses the bins'
 # results. A bin's nodes use no other bin's rows of V or G, so the bins run
 # concurrently, each over all B samples as one chunk; the tail runs on one
-# thread. Its segments (int64, (5, T, 5)) are, per phase and thread: the
+# thread. Its segments (int64, (5, T, 4)) are, per phase and thread: the
 # loads, the bins' forward passes, the tail's forward pass (thread 0; the
 # others empty), the tail's backward pass, the bins' backward passes. When
 # no parameter is used by two bins, every segment adds its parameters'
@@ -607,7 +575,7 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
 @njit(parallel=True)
 def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
     """A batched replay of a split program (see above; segs: int64 (5, T,
-    5)), each phase's parts on T threads. V (rows of V, >= B), G (rows of
+    4)), each phase's parts on T threads. V (rows of V, >= B), G (rows of
     G, >= B), A (T, parameters, or 0 x 0 when the segments add to the
     arena's grads directly): float64. Returns the root's value per sample
     (float64 (B,))."""

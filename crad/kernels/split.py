@@ -30,7 +30,6 @@ from .replay import (
     Q_X,
     Q_Y,
     ROW,
-    SEG_CHUNKS,
     SEG_HI,
     SEG_LO,
     SEG_MODE,
@@ -116,7 +115,7 @@ def plan(P, args, T, stop=None):
     n) with OP, L, R, SLOT, COL and KIND set; args: float64 (n,)), for the
     front that ``front`` chooses (or ends at stop). Returns
     (program, segs, rows, span): program is ``lower``'s (Q, C, shared,
-    root) for the reordered tape; segs (int64, (5, T, 5)) its segments
+    root) for the reordered tape; segs (int64, (5, T, 4)) its segments
     (``replay``'s split program); rows (rows of V, rows of G); span the
     instructions on the longest path, to compare with the tape's computed
     nodes (a sample split's span, at fewer samples per instruction)."""
@@ -163,15 +162,15 @@ def _segments(sec, m, T):
     """A split program's segments (``replay``) from its sections: the
     loads' part t is instructions sec[t] .. sec[t + 1] - 1, bin t sec[T + t]
     .., the tail sec[2T] .. m - 1."""
-    segs = np.zeros((5, T, 5), np.int64)
+    segs = np.zeros((5, T, 4), np.int64)
     t = np.arange(T)
-    segs[:, :, SEG_ROW], segs[:, :, SEG_CHUNKS] = t, 1
+    segs[:, :, SEG_ROW] = t
     segs[0, :, SEG_LO], segs[0, :, SEG_HI], segs[0, :, SEG_MODE] = sec[t], sec[t + 1], FWD
     for phase, mode in ((1, FWD), (4, BWD)):
         segs[phase, :, SEG_LO], segs[phase, :, SEG_HI], segs[phase, :, SEG_MODE] = sec[T + t], sec[T + t + 1], mode
     for phase, mode in ((2, FWD_SEED), (3, BWD)):  # the tail, on thread 0; the others' parts empty
         segs[phase, :, SEG_LO] = segs[phase, :, SEG_HI] = m
-        segs[phase, 0] = sec[2 * T], m, mode, 0, 1
+        segs[phase, 0] = sec[2 * T], m, mode, 0
     segs[2, 1:, SEG_MODE] = FWD  # an empty part never seeds
     return segs
 
