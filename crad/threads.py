@@ -5,9 +5,11 @@ instructions, when the graph has a wide front of independent chains
 (``kernels.split``: each thread runs its bin of chains over every sample),
 else into T chunks of consecutive samples, one per thread
 (``kernels.replay.tape_batch_parallel``). Each thread has its own value and
-gradient rows and its own parameter-gradient accumulator; the accumulators
-are added to the arena in a fixed order, so a result depends on T and never
-on the scheduling. Adam splits a large model's parameters into T parts
+gradient rows. A parameter that only one thread touches (each bin of an
+MLP's chains owns its neurons' weights) has its gradient added to the arena
+by that thread; otherwise each thread sums into its own accumulator and the
+accumulators are added to the arena in a fixed order. Either way a result
+depends on T and never on the scheduling. Adam splits a large model's parameters into T parts
 (each parameter's update is the same arithmetic on any thread). Everything
 else (building graphs, backward, release, single replays, SGD, zero_grad)
 runs on the calling thread.
