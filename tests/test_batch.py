@@ -93,6 +93,11 @@ H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
 @example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
           "steps": [("mul", 1, 0, 1.0), ("exp", 2, 0, 1.0), ("add", 0, 1, 1.0)]},
          [0.75, -1.5, 2.0] * 3)
+# s = h + p * x fused, with h = x + p also used by the root s * h: h's grad
+# row is not the add's to hand on, so the fused backward adds s's grad to it.
+@example({"params": [0.5], "inputs": [0.25, 0.75], "root": "last", "batch": 3,
+          "steps": [("add", 1, 2, 1.0), ("fma", 0, 2, 1.0), ("mul", 0, 1, 1.0)]},
+         [0.75, -1.5, 2.0] * 3)
 def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
     B, k = prog["batch"], len(prog["inputs"])
     X = np.array(data[: B * k]).reshape(B, k)
