@@ -178,8 +178,9 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # CODE packs op | lkind << 5 | rkind << 8 | lfirst << 11 | rfirst << 12 |
 # case << 13 | wparam << 16 | skip << 17. An operand's kind says where X / Y
 # point: a row of V (ROW, which has a grad row GX / GY, or INPUT, without
-# one) or an index into the shared scalars S (PARAM, whose gradient goes to
-# the same index of a chunk's accumulator, or CONST); NONE: no operand. An
+# one) or an index k into the shared scalars, at arena slot shared[k]
+# (PARAM, whose gradient goes to the same index of an accumulator or to the
+# slot's grad, or CONST); NONE: no operand. An
 # input leaf's instruction (op LEAF) loads X's column X into row V. lfirst /
 # rfirst: this backward makes the first contribution to the operand's grad
 # row (assign, not add). case names a hot shape, run
@@ -289,7 +290,7 @@ FWD, FWD_SEED, BWD = range(3)
 
 
 @njit
-def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
+def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
     """The segments segs (int64 (k, 4), in order) of a lowered program
     (``lower``), for samples b0 .. b0 + bn - 1. A FWD_SEED segment then puts
     the root's value per sample into out, and seed, d(objective) /
@@ -297,15 +298,17 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
     site: each call site costs its own optimisation, seconds of cold compile.)
 
     Q: int32 (m, N_Q), the instructions. C: float64 (m,), their constants.
-    S: float64 (s,), the shared scalars' values. root: int64 (2,), the root's
-    kind and index. X: float64 (B, n_in), all inputs. V: float64 (>= rows of
+    F: the arena's float64 (3, capacity) columns, where the shared scalars'
+    values are read (and the parameters' grads added; see A). shared: int32
+    (s,), the shared scalars' slots. root: int64 (2,), the root's kind and
+    index. X: float64 (B, n_in), all inputs. V: float64 (>= rows of
     V, >= bn); G: float64 (>= rows of G, >= bn): column b holds sample
     b0 + b, laid out (row, sample) so each instruction is decoded once per bn
     samples and the loops over samples vectorise. A: float64 (rows,
     parameters): a segment of row r adds parameter k's gradient summed over
-    the samples to A[r, k]; with r = -1, straight to grad[shared[k]] instead
-    (grad: float64 (capacity,), the arena's grads; shared: int32 (s,)), for
-    segments whose parameters no other thread touches meanwhile.
+    the samples to A[r, k]; with r = -1, straight to F[GRAD, shared[k]]
+    instead, for segments whose parameters no other thread touches
+    meanwhile.
     out: float64 (B,).
     """
     SP = np.empty((2, bn))  # per sample, the gradient of the left / right parameter operand
@@ -319,14 +322,14 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                 if code & SKIP_FWD:
                     continue
                 if case == FMA_IN or case == FMA_ROW:
-                    w = S[Q[i, Q_W]]
+                    w = F[DATA, shared[Q[i, Q_W]]]
                     for b in range(bn):
                         V[v, b] = V[x, b] + w * V[y, b]
                 elif o == LEAF:
                     for b in range(bn):
                         V[v, b] = X[b0 + b, x]
                 elif case == MUL_SR:
-                    w = S[x]
+                    w = F[DATA, shared[x]]
                     for b in range(bn):
                         V[v, b] = w * V[y, b]
                 elif case == ADD_RR:
@@ -335,8 +338,8 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                 else:
                     lk, rk, c = (code >> 5) & 7, (code >> 8) & 7, C[i]
                     sl, sr = lk >= PARAM, rk >= PARAM
-                    wl = S[x] if sl else 0.0
-                    wr = S[y] if sr and rk != NONE else 0.0
+                    wl = F[DATA, shared[x]] if sl else 0.0
+                    wr = F[DATA, shared[y]] if sr and rk != NONE else 0.0
                     xr, yr = 0 if sl else x, 0 if sr else y
                     if o == MUL and not sl and not sr:  # h * h (attention's products)
                         for b in range(bn):
@@ -347,11 +350,11 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
             if mode == FWD_SEED:
                 rk, ri = root[0], root[1]
                 for b in range(bn):
-                    out[b0 + b] = S[ri] if rk >= PARAM else V[ri, b]
+                    out[b0 + b] = F[DATA, shared[ri]] if rk >= PARAM else V[ri, b]
                     G[0, b] = seed
                 if rk == PARAM:  # a parameter as its own objective: d root / d root = 1 per sample
                     if r0 < 0:
-                        grad[shared[ri]] += seed * bn
+                        F[GRAD, shared[ri]] += seed * bn
                     else:
                         A[r0, ri] += seed * bn
         else:
@@ -387,11 +390,11 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                         s += V[y, b] * G[gp, b]
                         b += 1
                     if r0 < 0:
-                        grad[shared[k]] += s
+                        F[GRAD, shared[k]] += s
                     else:
                         A[r0, k] += s
                     # Then the operand's grad row: acc's, unless handed on; h's in w * h.
-                    j, f, w = (gx, lfirst, 1.0) if case == FMA_IN else (gy, rfirst, S[x])
+                    j, f, w = (gx, lfirst, 1.0) if case == FMA_IN else (gy, rfirst, F[DATA, shared[x]])
                     if case == FMA_IN and passed or case == MUL_SR and rk != ROW:
                         continue
                     if f:
@@ -421,7 +424,7 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                     s1 = 1.0
                     if case == MUL_SR:  # c * h
                         if rk == ROW:
-                            j1, f1, s1 = gy, rfirst, S[x]
+                            j1, f1, s1 = gy, rfirst, F[DATA, shared[x]]
                     elif case == FMA_IN:  # acc + c * u, u an input
                         if lk == ROW:
                             j1, f1 = gx, lfirst
@@ -442,8 +445,8 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                 else:
                     c = C[i]
                     sl, sr = lk >= PARAM, rk >= PARAM
-                    wl = S[x] if sl else 0.0
-                    wr = S[y] if sr and rk != NONE else 0.0
+                    wl = F[DATA, shared[x]] if sl else 0.0
+                    wr = F[DATA, shared[y]] if sr and rk != NONE else 0.0
                     xr, yr = 0 if sl else x, 0 if sr else y
                     for b in range(bn):
                         gl, gr = rule(o, wl if sl else V[xr, b], wr if sr else V[yr, b], c, V[v, b], G[gp, b])
@@ -479,7 +482,7 @@ def _pass(Q, C, S, root, X, b0, bn, V, G, seed, A, out, segs, grad, shared):
                         s += SP[r, b]
                         b += 1
                     if r0 < 0:
-                        grad[shared[k]] += s
+                        F[GRAD, shared[k]] += s
                     else:
                         A[r0, k] += s
 
@@ -493,14 +496,6 @@ def _reduce(F, shared, A, lo, hi):
         for t in range(A.shape[0]):
             s += A[t, k]
         F[GRAD, shared[k]] += s
-
-
-@njit
-def _gather(F, shared, S, lo, hi):
-    """The shared scalars lo .. hi - 1's values into S (float64, (s,)) from
-    their slots (shared: int32 (s,))."""
-    for k in range(lo, hi):
-        S[k] = F[DATA, shared[k]]
 
 
 @njit
@@ -518,13 +513,12 @@ def tape_batch(F, Q, C, shared, root, X, V, G, A, seed, segs, chunks):
     ``threads.Pace`` runs it when the cores are busy. Returns the root's
     value per sample (float64 (B,))."""
     B = X.shape[0]
-    S, out = np.empty(shared.shape[0]), np.empty(B)
-    _gather(F, shared, S, 0, S.shape[0])
+    out = np.empty(B)
     A[:, :] = 0.0
     for t in range(chunks):
         b0 = t * B // chunks
-        _pass(Q, C, S, root, X, b0, (t + 1) * B // chunks - b0, V, G, seed, A[t:] if chunks > 1 else A, out, segs,
-              F[GRAD], shared)
+        _pass(Q, C, F, shared, root, X, b0, (t + 1) * B // chunks - b0, V, G, seed, A[t:] if chunks > 1 else A, out,
+              segs)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
@@ -545,14 +539,11 @@ def tape_batch_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
     """
     T, B = V.shape[0], X.shape[0]
     out = np.empty(B)
-    S = np.empty(shared.shape[0])
-    _gather(F, shared, S, 0, S.shape[0])
     for t in prange(T):
         b0 = t * B // T
         for k in range(A.shape[1]):  # a loop, not A[t, :] = 0, which numba would make a nested parfor
             A[t, k] = 0.0
-        _pass(Q, C, S, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out, segs,
-              F[GRAD], shared)
+        _pass(Q, C, F, shared, root, X, b0, (t + 1) * B // T - b0, V[t], G[t], seed, A[t:t + 1], out, segs)
     _reduce(F, shared, A, 0, A.shape[1])
     return out
 
@@ -580,14 +571,13 @@ def tape_split_parallel(F, Q, C, shared, root, X, V, G, A, seed, segs):
     arena's grads directly): float64. Returns the root's value per sample
     (float64 (B,))."""
     T, B, P = segs.shape[1], X.shape[0], A.shape[1]
-    S, out = np.empty(shared.shape[0]), np.empty(B)
+    out = np.empty(B)
     for phase in range(segs.shape[0]):  # a bound known only at run time: the loop is not unrolled
         for t in prange(T):
-            if phase == 0:  # the shared scalars' values, a clean accumulator
-                _gather(F, shared, S, t * S.shape[0] // T, (t + 1) * S.shape[0] // T)
+            if phase == 0:  # a clean accumulator
                 for k in range(P):
                     A[t, k] = 0.0
-            _pass(Q, C, S, root, X, 0, B, V, G, seed, A, out, segs[phase, t:t + 1], F[GRAD], shared)
+            _pass(Q, C, F, shared, root, X, 0, B, V, G, seed, A, out, segs[phase, t:t + 1])
     for t in prange(T):
         _reduce(F, shared, A, t * P // T, (t + 1) * P // T)
     return out
