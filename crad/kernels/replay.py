@@ -367,6 +367,9 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                 lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
                 lfirst, rfirst = (code >> 11) & 1, (code >> 12) & 1
                 passed = lk != ROW or gx == gp and lfirst  # the left operand's grad needs nothing
+                k1 = k2 = j1 = j2 = -1
+                f1 = f2 = 0
+                s1 = 1.0
                 if case == FMA_IN and (code >> 16) & 1 or case == MUL_SR and lk == PARAM:
                     # The hot shapes, an MLP's and a GPT's bulk: acc + w * u and w * u,
                     # u's row at Y, without the general decoding below. w's gradient
@@ -393,46 +396,33 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                         F[GRAD, shared[k]] += s
                     else:
                         A[r0, k] += s
-                    # Then the operand's grad row: acc's, unless handed on; h's in w * h.
-                    j, f, w = (gx, lfirst, 1.0) if case == FMA_IN else (gy, rfirst, F[DATA, shared[x]])
                     if case == FMA_IN and passed or case == MUL_SR and rk != ROW:
                         continue
-                    if f:
-                        for b in range(bn):
-                            G[j, b] = w * G[gp, b]
+                    # then the operand's grad row below: acc's (not handed on), or h's in w * h
+                    if case == FMA_IN:
+                        j1, f1 = gx, lfirst
                     else:
-                        for b in range(bn):
-                            G[j, b] += w * G[gp, b]
-                    continue
-                if case == FMA_ROW and passed and rfirst:  # acc + m: m's grad row (m used once) gets G[gp]
-                    for b in range(bn):
-                        G[gy, b] = G[gp, b]
-                    continue
-                # Each other shape gives up to two operand rows, G[j] = or += s *
-                # G[gp] (= for the first contribution, so h + h, one row as both
-                # operands, assigns then adds; s * G[gp] with s = 1 is exact, so each
-                # shape keeps the generic rules' bits); the generic rule also fills
-                # SP for up to two parameters k1, k2. Written out here, not as
-                # helpers: an inlined helper taking arrays costs two atomic
-                # reference counts per call in this loop. (Each shape's loops cost
-                # compile time too, ~0.2 s each, cold: rarer shapes take the
-                # generic rule.)
-                k1 = k2 = -1
+                        j1, f1, s1 = gy, rfirst, F[DATA, shared[x]]
+                # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
+                # for the first contribution, so h + h, one row as both operands,
+                # assigns then adds; s * G[gp] with s = 1 is exact, so each shape
+                # keeps the generic rules' bits); the generic rule also fills SP for
+                # up to two parameters k1, k2. Written out here, not as helpers: an
+                # inlined helper taking arrays costs two atomic reference counts per
+                # call in this loop. (Each shape's loops cost compile time too, ~0.2
+                # s each, cold: rarer shapes take the generic rule.)
+                elif case == MUL_SR:  # c * h
+                    if rk == ROW:
+                        j1, f1, s1 = gy, rfirst, F[DATA, shared[x]]
+                elif case == FMA_IN:  # acc + c * u, u an input
+                    if lk == ROW:
+                        j1, f1 = gx, lfirst
+                elif case != GENERIC:  # ADD_RR, FMA_ROW
+                    if lk == ROW:
+                        j1, f1 = gx, lfirst
+                    if rk == ROW:
+                        j2, f2 = gy, rfirst
                 if case != GENERIC:
-                    j1 = j2 = -1
-                    f1 = f2 = 0
-                    s1 = 1.0
-                    if case == MUL_SR:  # c * h
-                        if rk == ROW:
-                            j1, f1, s1 = gy, rfirst, F[DATA, shared[x]]
-                    elif case == FMA_IN:  # acc + c * u, u an input
-                        if lk == ROW:
-                            j1, f1 = gx, lfirst
-                    else:  # ADD_RR, FMA_ROW
-                        if lk == ROW:
-                            j1, f1 = gx, lfirst
-                        if rk == ROW:
-                            j2, f2 = gy, rfirst
                     for j, f, s in ((j1, f1, s1), (j2, f2, 1.0)):
                         if j < 0 or j == gp and f:  # tape_rows handed the add's grad row on: in place already
                             continue
