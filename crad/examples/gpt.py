@@ -276,19 +276,21 @@ def batches(model, docs, batch_size, start=0):
     """Endless (X, Y) batches (B, n, vocab) of one-hot rows: docs in order,
     cycling; with batch_size > 1 names are grouped by length n (a name joins
     the bucket of its length; a full bucket is the next batch). ``start``
-    skips the batches of that many earlier steps."""
+    skips the batches of that many earlier steps. A batch's rows come from
+    one lookup of its (B, n + 1) tokens, as ``onehots`` makes them."""
     buckets, k, made = {}, 0, 0
     while True:
-        X, Y = model.onehots(docs[k % len(docs)])
+        tokens = model.encode(docs[k % len(docs)])
         k += 1
-        bucket = buckets.setdefault(len(X), [])
-        bucket.append((X, Y))
+        n = min(model.block_size, len(tokens) - 1)
+        bucket = buckets.setdefault(n, [])
+        bucket.append(tokens[:n + 1])
         if len(bucket) == batch_size:
-            buckets[len(X)] = []
+            buckets[n] = []
             made += 1
             if made > start:
-                yield ((X[None], Y[None]) if batch_size == 1
-                       else (np.stack([x for x, _ in bucket]), np.stack([y for _, y in bucket])))
+                T = np.array(bucket)
+                yield model._eye[T[:, :-1]], model._eye[T[:, 1:]]
 
 
 def train(model, docs, steps, *, lr=0.01, batch_size=1, replay=True, progress=True, optimizer=None, start=0,
