@@ -153,7 +153,10 @@ def _epoch(X, y, Xt, yt, n, replay):
                                 crad.leaves(onehot[:1]))
             for _ in range(4):  # compile (or load) the batched kernels: one pass, then threads (threads.Pace)
                 tape.batch(X[:batch, None, :], onehot[:batch, None, :])
-            model.zero_grad()
+        model.zero_grad()
+        warm = optim.Adam(model, lr=1e-3)
+        for _ in range(4):  # Adam's kernels too, the parallel one compiled on first use: zero grads move nothing
+            warm.step()
         capture_s = time.perf_counter() - t0
         nodes = 0
         t = time.perf_counter()
