@@ -120,12 +120,20 @@ class GPT(Module):
             raise ValueError(f"{name!r} has the character {e.args[0]!r}, which is not in the model's "
                              f"vocabulary") from None
 
-    def onehots(self, name):
-        """(X, Y): one-hot rows (n, vocab) of the n input and target tokens,
-        n = min(block_size, len(name) + 1)."""
+    def window(self, name):
+        """The n + 1 tokens a name trains on, n = min(block_size, len(name) + 1):
+        n inputs, each followed by its target."""
         tokens = self.encode(name)
-        n = min(self.block_size, len(tokens) - 1)
-        return self._eye[tokens[:n]], self._eye[tokens[1:n + 1]]
+        return tokens[:min(self.block_size, len(tokens) - 1) + 1]
+
+    def onehots(self, name):
+        """(X, Y): one-hot rows (n, vocab) of the n input and target tokens
+        (``window``); ``rows`` of a batch of windows."""
+        return self.rows(np.array(self.window(name)))
+
+    def rows(self, windows):
+        """(X, Y): one-hot rows (..., n, vocab) of int windows (..., n + 1)."""
+        return self._eye[windows[..., :-1]], self._eye[windows[..., 1:]]
 
     def loss(self, X, Y):
         """The graph of a name's mean loss, from one-hot Vectors X and Y (n, vocab)."""
@@ -277,20 +285,18 @@ def batches(model, docs, batch_size, start=0):
     cycling; with batch_size > 1 names are grouped by length n (a name joins
     the bucket of its length; a full bucket is the next batch). ``start``
     skips the batches of that many earlier steps. A batch's rows come from
-    one lookup of its (B, n + 1) tokens, as ``onehots`` makes them."""
+    one lookup of its (B, n + 1) windows (``GPT.rows``)."""
     buckets, k, made = {}, 0, 0
     while True:
-        tokens = model.encode(docs[k % len(docs)])
+        window = model.window(docs[k % len(docs)])
         k += 1
-        n = min(model.block_size, len(tokens) - 1)
-        bucket = buckets.setdefault(n, [])
-        bucket.append(tokens[:n + 1])
+        bucket = buckets.setdefault(len(window), [])
+        bucket.append(window)
         if len(bucket) == batch_size:
-            buckets[n] = []
+            buckets[len(window)] = []
             made += 1
             if made > start:
-                T = np.array(bucket)
-                yield model._eye[T[:, :-1]], model._eye[T[:, 1:]]
+                yield model.rows(np.array(bucket))
 
 
 def train(model, docs, steps, *, lr=0.01, batch_size=1, replay=True, progress=True, optimizer=None, start=0,
