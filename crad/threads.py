@@ -9,10 +9,10 @@ gradient rows. A parameter that only one thread touches (each bin of an
 MLP's chains owns its neurons' weights) has its gradient added to the arena
 by that thread; otherwise each thread sums into its own accumulator and the
 accumulators are added to the arena in a fixed order. Either way a result
-depends on T and never on the scheduling. Adam splits a large model's parameters into T parts
-(each parameter's update is the same arithmetic on any thread). Everything
-else (building graphs, backward, release, single replays, SGD, zero_grad)
-runs on the calling thread.
+depends on T and never on the scheduling. Adam splits a large model's
+parameters into T parts (each parameter's update is the same arithmetic on
+any thread). Everything else (building graphs, backward, release, single
+replays, SGD, zero_grad) runs on the calling thread.
 
 T is ``get_num_threads()`` (default: every core numba uses, i.e.
 ``NUMBA_NUM_THREADS``; ``$CRAD_NUM_THREADS`` or ``set_num_threads`` change
@@ -42,8 +42,11 @@ ENV = "CRAD_NUM_THREADS"
 MIN_SAMPLES_PER_THREAD = 4
 MIN_WORK_PER_THREAD = 250_000
 # Decoding an instruction costs about as much as running it over this many
-# samples (MNIST's tape: ~13 ns against ~0.27 ns a sample). It weighs a
-# split of the instructions (``kernels.split``) against a split of samples.
+# samples (measured at 48 on MNIST's tape, ~13 ns against ~0.27 ns a
+# sample; about 30 on the GPT's since the kernel's fast paths, ~10 against
+# ~0.34: either way the choice below comes out the same for both). It
+# weighs a split of the instructions (``kernels.split``) against a split of
+# samples.
 DECODE_SAMPLES = 48
 
 

@@ -139,10 +139,7 @@ def plan(P, args, T, stop=None):
     nv, ng = (_regroup(P[row], n_rows, bin_, T) for row, n_rows in ((P_VROW, nv), (P_GROW, ng)))
     *program, pos = lower(P, args[order])
     sec = np.searchsorted(key[pos], np.arange(2 * T + 1))
-    segs = _segments(sec, pos.size, T)
-    if _owned(program[0], sec, T):
-        segs[:, :, SEG_ROW] = -1  # straight to the arena's grads (``replay``'s split program)
-    return tuple(program), segs, (nv, ng), span
+    return tuple(program), _segments(sec, pos.size, T, _owned(program[0], sec, T)), (nv, ng), span
 
 
 def _owned(Q, sec, T):
@@ -158,19 +155,20 @@ def _owned(Q, sec, T):
     return np.unique(pairs[0]).size == pairs.shape[1]
 
 
-def _segments(sec, m, T):
+def _segments(sec, m, T, direct):
     """A split program's segments (``replay``) from its sections: the
     loads' part t is instructions sec[t] .. sec[t + 1] - 1, bin t sec[T + t]
-    .., the tail sec[2T] .. m - 1."""
+    .., the tail sec[2T] .. m - 1. Part t sums into A[t] (the tail into
+    A[0]), or with direct straight into the arena's grads."""
     segs = np.zeros((5, T, 4), np.int64)
     t = np.arange(T)
-    segs[:, :, SEG_ROW] = t
+    segs[:, :, SEG_ROW] = -1 if direct else t
     segs[0, :, SEG_LO], segs[0, :, SEG_HI], segs[0, :, SEG_MODE] = sec[t], sec[t + 1], FWD
     for phase, mode in ((1, FWD), (4, BWD)):
         segs[phase, :, SEG_LO], segs[phase, :, SEG_HI], segs[phase, :, SEG_MODE] = sec[T + t], sec[T + t + 1], mode
     for phase, mode in ((2, FWD_SEED), (3, BWD)):  # the tail, on thread 0; the others' parts empty
         segs[phase, :, SEG_LO] = segs[phase, :, SEG_HI] = m
-        segs[phase, 0] = sec[2 * T], m, mode, 0
+        segs[phase, 0] = sec[2 * T], m, mode, -1 if direct else 0
     segs[2, 1:, SEG_MODE] = FWD  # an empty part never seeds
     return segs
 
