@@ -36,7 +36,7 @@ SHARED_MNIST = ROOT.parent.parent / "shared" / "data" / "mnist"
 # (name, file, old, new, test files aimed at it); issue 15's seven first.
 MUTANTS = [
     ("adam-without-bias-correction", "crad/kernels/update.py",
-     "p[j] -= lr * (mk / c1) / (np.sqrt(vk / c2) + eps)", "p[j] -= lr * mk / (np.sqrt(vk) + eps)",
+     "p[j] -= step * mk / (np.sqrt(vk) * inv + eps)", "p[j] -= lr * mk / (np.sqrt(vk) + eps)",
      ["test_optim.py", "test_nn.py"]),
     ("adam-parts-skip-their-last-parameter", "crad/kernels/update.py",
      "min(offsets[k] + lengths[k], hi)", "min(offsets[k] + lengths[k], hi - 1)", ["test_optim.py"]),
