@@ -2,7 +2,11 @@
 the sources the kernels inline.
 
 No fastmath: autograd must propagate NaN and inf exactly, and replayed or
-batched results are compared bit-for-bit against rebuilt graphs.
+batched results are compared bit-for-bit against rebuilt graphs. The one
+exception is the per-sample sums of a batched replay (``kernels.replay``:
+``_dot``, ``_rowsum``), reassociable so that they vectorise: a batch's
+parameter gradients sum over samples in an order of the kernel's choosing
+anyway.
 
 numba's ``cache=True`` keys a kernel's cached machine code on the file that
 defines it. crad's kernels inline ``ops.py`` (the rules) and read constants

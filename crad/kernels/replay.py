@@ -289,6 +289,31 @@ SEG_LO, SEG_HI, SEG_MODE, SEG_ROW = range(4)
 FWD, FWD_SEED, BWD = range(3)
 
 
+# A parameter's gradient in a batched replay is a sum over samples. These
+# two sums may be reassociated (fastmath "reassoc", on their own additions
+# only), which lets LLVM vectorise them into several interleaved partial
+# sums: twice as fast as a sum in sample order, which waits for each
+# addition before the next. The order LLVM fixes depends only on the number
+# of samples n, so a sum has the same bits on any thread. NaN and inf
+# propagate as in any order.
+@njit(fastmath={"reassoc"})
+def _dot(U, i, W, j, n):
+    """U[i, :n] . W[j, :n] (float64 2-D arrays)."""
+    s = 0.0
+    for b in range(n):
+        s += U[i, b] * W[j, b]
+    return s
+
+
+@njit(fastmath={"reassoc"})
+def _rowsum(U, i, n):
+    """U[i, :n].sum() (a float64 2-D array)."""
+    s = 0.0
+    for b in range(n):
+        s += U[i, b]
+    return s
+
+
 @njit
 def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
     """The segments segs (int64 (k, 4), in order) of a lowered program
@@ -372,26 +397,10 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                 s1 = 1.0
                 if case == FMA_IN and (code >> 16) & 1 or case == MUL_SR and lk == PARAM:
                     # The hot shapes, an MLP's and a GPT's bulk: acc + w * u and w * u,
-                    # u's row at Y, without the general decoding below. w's gradient
-                    # V[u] . G[gp] in eight interleaved partial sums: eight independent
-                    # additions at a time, where one running sum waits for each addition
-                    # before the next (a fixed order, so the same bits on any thread).
-                    k, b = Q[i, Q_W] if case == FMA_IN else x, 0
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-                    while b + 8 <= bn:
-                        a0 += V[y, b] * G[gp, b]
-                        a1 += V[y, b + 1] * G[gp, b + 1]
-                        a2 += V[y, b + 2] * G[gp, b + 2]
-                        a3 += V[y, b + 3] * G[gp, b + 3]
-                        a4 += V[y, b + 4] * G[gp, b + 4]
-                        a5 += V[y, b + 5] * G[gp, b + 5]
-                        a6 += V[y, b + 6] * G[gp, b + 6]
-                        a7 += V[y, b + 7] * G[gp, b + 7]
-                        b += 8
-                    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-                    while b < bn:
-                        s += V[y, b] * G[gp, b]
-                        b += 1
+                    # u's row at Y, without the general decoding below; w's gradient
+                    # is V[u] . G[gp].
+                    k = Q[i, Q_W] if case == FMA_IN else x
+                    s = _dot(V, y, G, gp, bn)
                     if r0 < 0:
                         F[GRAD, shared[k]] += s
                     else:
@@ -455,22 +464,7 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                     k = k1 if r == 0 else k2
                     if k < 0:
                         continue
-                    b = 0
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-                    while b + 8 <= bn:
-                        a0 += SP[r, b]
-                        a1 += SP[r, b + 1]
-                        a2 += SP[r, b + 2]
-                        a3 += SP[r, b + 3]
-                        a4 += SP[r, b + 4]
-                        a5 += SP[r, b + 5]
-                        a6 += SP[r, b + 6]
-                        a7 += SP[r, b + 7]
-                        b += 8
-                    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-                    while b < bn:
-                        s += SP[r, b]
-                        b += 1
+                    s = _rowsum(SP, r, bn)
                     if r0 < 0:
                         F[GRAD, shared[k]] += s
                     else:
