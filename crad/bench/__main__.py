@@ -34,8 +34,9 @@ in steady state). micrograd 0.1.0 has no exp or log, so its W3 and W4 steps use 
 loss on the same MLP (W4's micrograd and rebuilt epochs are extrapolated from the images stated).
 `crad replay` rows use `crad.capture`: W2 'replay' replays the captured graph of the whole batch;
 'replay batched' and the W3/W4 replay rows replay one sample's graph for every sample
-(`Tape.batch`). Node counts are the scalar graph's. PyTorch runs on one intra-op thread, as crad
-does (its default pool spins and collapses on a loaded machine). PyTorch tensor mode is what a user
+(`Tape.batch`). Node counts are the scalar graph's. PyTorch runs on one intra-op thread, as crad's
+rows do unless they say 2 threads (its default pool spins and collapses on a loaded machine); W4
+also runs it on 2 threads, the peer of crad's 2-thread row. PyTorch tensor mode is what a user
 would pick instead; crad never uses matrix code for training.
 """
 
@@ -118,7 +119,7 @@ def main(argv=None, prog="crad bench", json_default=None):
     for k, v in info.items():
         emit(f"- {k}: {v}")
     emit(f"- method: {args.rounds} interleaved rounds per comparison; ratio = median of the per-round ratios "
-         "(min-max); PyTorch on 1 thread, as crad; absolute times depend on the machine and its load")
+         "(min-max); PyTorch on 1 thread, as crad (W4: on 1 and on 2); absolute times depend on the machine and its load")
     if args.quick and args.only is None:
         emit(f"- quick: small sizes; skips {skipped}")
     out, failed = dict(info, quick=args.quick, rounds=args.rounds, rows=[]), []

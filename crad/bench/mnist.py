@@ -179,8 +179,8 @@ def _epoch(X, y, Xt, yt, n, replay):
                 samples_per_s=n / dt, nodes_per_s=nodes / dt, nodes_per_image=nodes / n, test_accuracy=acc)
 
 
-def _torch_epoch(X, y, Xt, yt):
-    torch = common.torch()
+def _torch_epoch(X, y, Xt, yt, threads=1):
+    torch = common.torch(threads)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10)).double()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -196,13 +196,13 @@ def _torch_epoch(X, y, Xt, yt):
     dt = time.perf_counter() - t
     with torch.no_grad():
         acc = float((model(torch.tensor(Xt)).argmax(1).numpy() == yt).mean())
-    return dict(images=len(X), s_per_epoch=dt, samples_per_s=len(X) / dt, test_accuracy=acc)
+    return dict(images=len(X), s_per_epoch=dt, samples_per_s=len(X) / dt, test_accuracy=acc, threads=threads)
 
 
 def w4(quick):
     """A full epoch of 784-50-10 per round: replayed in full; rebuilt on the first 3,200 (quick)
     or 16,000 images and micrograd on 2 (quick) or 4 images, both extrapolated to 60,000;
-    PyTorch's tensor epoch in full."""
+    PyTorch's tensor epoch in full, on 1 thread and on 2."""
     X, y, Xt, yt = data()
     rebuilt, k = (3200, 2) if quick else (16000, 4)
     replay = lambda: _epoch(X, y, Xt, yt, len(X), replay=True)  # noqa: E731
@@ -216,8 +216,9 @@ def w4(quick):
             t = sum(1e-3 * sample()["ms_per_sample"] for _ in range(k))
             return dict(images=k, s_per_epoch=t * len(X) / k, samples_per_s=k / t)
         measures["micrograd"] = micrograd_epoch
-    if installed("torch"):
+    if installed("torch"):  # on 1 thread, as crad's 1-thread row, and on 2, as its 2-thread row
         measures["torch tensor"] = lambda: _torch_epoch(X, y, Xt, yt)
+        measures["torch tensor 2 threads"] = lambda: _torch_epoch(X, y, Xt, yt, threads=2)
     samples = interleave(measures, common.ROUNDS)
     rows = summarize(samples, "s_per_epoch", higher_is_better=False, workload="W4")
     return common.thread_speedup(samples, rows, "crad replay 1 thread", "crad replay 2 threads", "s_per_epoch")
