@@ -119,7 +119,8 @@ def main(argv=None, prog="crad bench", json_default=None):
     for k, v in info.items():
         emit(f"- {k}: {v}")
     emit(f"- method: {args.rounds} interleaved rounds per comparison; ratio = median of the per-round ratios "
-         "(min-max); PyTorch on 1 thread, as crad (W4: on 1 and on 2); absolute times depend on the machine and its load")
+         "(min-max); PyTorch on 1 thread, as crad (W4: on 1 and on 2); absolute times depend on the machine "
+         "and its load")
     if args.quick and args.only is None:
         emit(f"- quick: small sizes; skips {skipped}")
     out, failed = dict(info, quick=args.quick, rounds=args.rounds, rows=[]), []
