@@ -94,7 +94,7 @@ def get_num_threads():
 
 
 # Adam runs on T threads when each gets at least this many parameters
-# (MNIST's 39,760: 2 threads; ~3 ns a parameter against a launch of a few us).
+# (MNIST's 39,760: 2 threads; ~1.3 ns a parameter against a launch of a few us).
 MIN_PARAMS_PER_THREAD = 16_384
 
 

@@ -15,6 +15,7 @@ or >= 1e-3 and every node's value and gradient below 1e6 (as in test_dag), that 
 only the last bits: rtol = atol = 1e-9.
 """
 import numpy as np
+import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from test_dag import BINARY, UNARY, apply, leaf
@@ -157,3 +158,29 @@ def test_a_chain_of_h_plus_h_reuses_its_rows():
         np.testing.assert_array_equal(tape.batch(np.array([[1.0], [0.25]]), reduction="sum"), [2.0**50, 2.0**48])
         assert w.grad[0] == 2.0**50 * 1.25  # d/dw of 2^50 w x, summed over x = 1 and 0.25
         assert tape._rows[0] <= 4
+
+
+@pytest.mark.parametrize("B", [2, 5, 9, 33])
+@pytest.mark.parametrize("shape", ["w*x", "w*w*x"])
+def test_a_non_finite_sample_reaches_the_parameter_sum(B, shape):
+    """A parameter's gradient sums its per-sample terms in a vectorised,
+    reassociated order (w * x: the fast path's dot product; w * w: the
+    generic rule's row sum). A NaN term still gives NaN, and an infinite
+    term among finite ones that cannot overflow gives that infinity, at
+    batch sizes around the vector width."""
+    with crad.Arena():
+        w = crad.leaves(np.array([1.5]))
+        fn = (lambda x: w[0] * x[0]) if shape == "w*x" else (lambda x: w[0] * w[0] * x[0])
+        tape = crad.capture(fn, crad.leaves(np.zeros(1)))
+        for bad, want in ((np.nan, np.nan), (-np.inf, -np.inf), (np.inf, np.inf)):
+            for j in (0, B // 2, B - 1):
+                X = np.linspace(-1.0, 1.0, B)[:, None]
+                X[j] = bad
+                w.grad = np.zeros(1)
+                tape.batch(X, reduction="sum")
+                np.testing.assert_array_equal(w.grad, [want])
+        X = np.linspace(-1.0, 1.0, B)[:, None]
+        w.grad = np.zeros(1)
+        tape.batch(X, reduction="sum")
+        dterm = X[:, 0] if shape == "w*x" else 2 * 1.5 * X[:, 0]
+        np.testing.assert_allclose(w.grad, [dterm.sum()], rtol=1e-12, atol=1e-15)

@@ -290,12 +290,14 @@ FWD, FWD_SEED, BWD = range(3)
 
 
 # A parameter's gradient in a batched replay is a sum over samples. These
-# two sums may be reassociated (fastmath "reassoc", on their own additions
-# only), which lets LLVM vectorise them into several interleaved partial
-# sums: twice as fast as a sum in sample order, which waits for each
-# addition before the next. The order LLVM fixes depends only on the number
-# of samples n, so a sum has the same bits on any thread. NaN and inf
-# propagate as in any order.
+# two sums may be reassociated (fastmath "reassoc", on their own operations
+# only; no contraction into fused multiply-adds), which lets LLVM vectorise
+# them into several interleaved partial sums: twice as fast as a sum in
+# sample order, which waits for each addition before the next. The order
+# LLVM fixes depends on the number of samples n and on the CPU numba
+# compiles for, so on one machine a sum has the same bits on any thread. A
+# NaN term gives NaN; an infinite term gives that infinity unless partial
+# sums overflow to the other one (then NaN), as in any order of summation.
 @njit(fastmath={"reassoc"})
 def _dot(U, i, W, j, n):
     """U[i, :n] . W[j, :n] (float64 2-D arrays)."""
