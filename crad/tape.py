@@ -243,6 +243,7 @@ class Tape:
             at = by_slot[np.minimum(np.searchsorted(flat, P[K.P_SLOT, p], sorter=by_slot), flat.size - 1)]
             hit = flat[at] == P[K.P_SLOT, p]
             kind[p[hit]], col[p[hit]] = K.INPUT, at[hit]
+        P, args = K.sink(P, args)
         self._P, self._args = P, args  # kernels.split plans from the rows tape_rows leaves alone (OP .. KIND)
         nv, ng = K.tape_rows(P, np.zeros(n, np.bool_))
         self._compiled = K.lower(P, args)[:4]

@@ -99,6 +99,12 @@ H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
 @example({"params": [0.5], "inputs": [0.25, 0.75], "root": "last", "batch": 3,
           "steps": [("add", 1, 2, 1.0), ("fma", 0, 2, 1.0), ("mul", 0, 1, 1.0)]},
          [0.75, -1.5, 2.0] * 3)
+# m = 3 * h (h = x + p a computed row) used only by exp(h) + m: the add runs
+# m's backward too (FMA_RB, a constant w), adding to h's grad row before
+# exp's backward does.
+@example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
+          "steps": [("add", 0, 1, 1.0), ("rmul", 0, 0, 3.0), ("exp", 1, 0, 1.0), ("add", 0, 1, 1.0)]},
+         [0.75, -1.5, 2.0] * 3)
 def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
     B, k = prog["batch"], len(prog["inputs"])
     X = np.array(data[: B * k]).reshape(B, k)
@@ -184,3 +190,34 @@ def test_a_non_finite_sample_reaches_the_parameter_sum(B, shape):
         tape.batch(X, reduction="sum")
         dterm = X[:, 0] if shape == "w*x" else 2 * 1.5 * X[:, 0]
         np.testing.assert_allclose(w.grad, [dterm.sum()], rtol=1e-12, atol=1e-15)
+
+
+def test_a_product_of_a_row_runs_inside_its_add():
+    """A linear layer over computed rows (a GPT's shape): each product p * h
+    that only an add uses is moved next to that add (``kernels.sink``), and
+    the add runs its backward too (FMA_RB), so the products' instructions are
+    dropped. Batched and single replays agree."""
+    from crad.kernels.replay import FMA_RB, MUL, Q_CODE
+    with crad.Arena():
+        W = crad.leaves(np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]]))
+        c = crad.leaves(np.array([0.3, -0.7, 1.1]))
+
+        def fn(x):
+            h = [v.tanh() for v in x + c]  # computed rows
+            out = [(W[i, 0] * h[0] + W[i, 1] * h[1] + W[i, 2] * h[2]).tanh() for i in range(2)]
+            return out[0] * 3.0 + out[1] * 3.0
+        tape = crad.capture(fn, crad.leaves(np.zeros(3)))
+        X = np.array([[0.1, 0.2, 0.3], [-1.0, 0.5, 2.0], [0.0, 0.0, 0.0]])
+        got = tape.batch(X, reduction="sum")
+        Q = tape._compiled[0]
+        case, op = (Q[:, Q_CODE] >> 13) & 7, Q[:, Q_CODE] & 31
+        # Each row's first add joins two products: the right one fuses (the left
+        # is the chain's start); so does its second add's, and the root's
+        # right product by 3 (a constant w).
+        assert (case == FMA_RB).sum() == 2 * 2 + 1
+        assert (op == MUL).sum() == 2 + 1
+        g_batch = np.concatenate([W.grad.reshape(-1), c.grad])
+        W.grad, c.grad = np.zeros((2, 3)), np.zeros(3)
+        want = [tape(x, backward=True) for x in X]  # the parameters' grads accumulate over the samples
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(g_batch, np.concatenate([W.grad.reshape(-1), c.grad]), rtol=1e-12, atol=1e-15)

@@ -19,7 +19,6 @@ from crad import MLP, losses, threads
 from crad import kernels as K
 from crad.kernels.replay import (
     FMA_IN,
-    FMA_ROW,
     INPUT,
     PARAM,
     Q_CODE,
@@ -44,7 +43,7 @@ def rows_used(Q, lo, hi):
     lk, rk, case = (code >> 5) & 7, (code >> 8) & 7, (code >> 13) & 7
     written = set(q[(code & SKIP_FWD) == 0, Q_V])
     read = set(q[(lk == ROW) | (lk == INPUT), Q_X]) | set(q[(rk == ROW) | (rk == INPUT), Q_Y])
-    read |= set(q[(case == FMA_IN) | (case == FMA_ROW), Q_Y])
+    read |= set(q[case >= FMA_IN, Q_Y])  # FMA_IN, FMA_ROW, FMA_RB: u
     grads = set(q[q[:, Q_G] >= 0, Q_G]) | set(q[lk == ROW, Q_GX]) | set(q[rk == ROW, Q_GY])
     return written, read, grads
 

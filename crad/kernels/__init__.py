@@ -81,6 +81,7 @@ from .replay import (
     ROW,
     SEG_ROW,
     lower,
+    sink,
     tape_backward,
     tape_batch,
     tape_batch_parallel,
@@ -100,7 +101,7 @@ __all__ = [
     "P_COL", "P_GROW", "P_KIND", "P_L", "P_LFIRST", "P_OP", "P_R", "P_RFIRST", "P_SLOT", "P_VROW", "REFS", "RETAIN",
     "RHS", "ROW", "SEG_ROW", "STACK", "adam_step", "adam_step_parallel", "backward", "emit", "emit_const", "emit_dot",
     "emit_layer", "emit_leaves", "emit_map", "emit_rowsum", "emit_sum", "front", "journal_apply", "journal_claim",
-    "lower", "order_of", "plan", "release", "release_many", "retain_many", "runs", "sgd_step", "tape_backward",
+    "lower", "order_of", "plan", "release", "release_many", "retain_many", "runs", "sgd_step", "sink", "tape_backward",
     "tape_batch", "tape_batch_parallel", "tape_compile", "tape_forward", "tape_rows", "tape_split_parallel",
     "zero_grad_runs",
 ]

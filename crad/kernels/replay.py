@@ -198,9 +198,16 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # backward, so u's row is never reused). When u is an input (FMA_IN) the
 # add also runs m's backward (m's gradient is the add's), and ``lower``
 # drops m's instruction (SKIP_BWD: nothing left to do); with u a computed
-# row (FMA_ROW) the backward is the add's and then m's, as unfused, so that
-# u's grad row sees its contributions in the order ``tape_rows`` planned.
-GENERIC, MUL_SR, ADD_RR, FMA_IN, FMA_ROW = range(5)
+# row, the add runs m's backward too (FMA_RB: w's gradient and u's, with
+# GY and rfirst m's, for u) when m's instruction comes right before the
+# add's (``sink`` puts it there), so that in the backward pass, which runs
+# the add then m, nothing comes between them: u's grad row sees its
+# contributions in the order ``tape_rows`` planned, and m's instruction is
+# dropped. (In a split program m may end the last bin and the add start
+# the tail: the tail runs alone, so m's part runs there safely, and u's
+# row, a bin's, is no other node's meanwhile.) Otherwise (FMA_ROW) the
+# backward is the add's and then m's, as unfused.
+GENERIC, MUL_SR, ADD_RR, FMA_IN, FMA_ROW, FMA_RB = range(6)
 SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
 
 
@@ -210,7 +217,8 @@ def lower(P, args):
     (POW's exponent). shared: int32 (s,), the arena slots of the shared
     scalars, parameters first (index k < number of parameters is parameter
     k). root: int64 (2,), the root's kind and its row or shared index.
-    at: int64 (m,), each instruction's position in P. Plain numpy, so it costs no compile time."""
+    at: int64 (m,), each instruction's position in P. Plain numpy, so it
+    costs no compile time."""
     n = P.shape[1]
     op, kind = P[P_OP], P[P_KIND]
     params, consts = np.flatnonzero(kind == PARAM), np.flatnonzero(kind == CONST)
@@ -249,6 +257,37 @@ def lower(P, args):
     return Q[run], args[pos][run], shared, np.array([rk_[0], ri[0]], np.int64), pos[run]
 
 
+def sink(P, args):
+    """A compiled tape (P: int32 (N_PROG, n) with OP, L, R and the rows
+    before VROW set; args: float64 (n,)) with each product that only an add
+    uses moved to just before that add: returns (P, args), reordered (the
+    same arrays when nothing moves). Still operands first: a product's
+    operands precede it, and its one user follows it. The tape's order
+    (Kahn's, from the root) tends to put a layer's products long before
+    their adds; next to its add, a product's backward can run inside the
+    add's (FMA_RB). When both of an add's operands are such products, the
+    right one goes last (``_fuse`` fuses the right one first). Plain numpy."""
+    n = P.shape[1]
+    op, lpos, rpos = P[P_OP], P[P_L], P[P_R]
+    operands = np.concatenate([lpos, rpos])
+    uses = np.bincount(operands[operands >= 0], minlength=n)
+    key = np.arange(n, dtype=np.float64)
+    for side, row in ((0.5, lpos), (0.25, rpos)):
+        users = np.flatnonzero((row >= 0) & (op == ADD))
+        q = row[users]
+        moved = (op[q] == MUL) & (uses[q] == 1) & (lpos[users] != rpos[users])
+        key[q[moved]] = users[moved] - side
+    order = np.argsort(key, kind="stable")
+    if (order == np.arange(n)).all():
+        return P, args
+    at = np.empty(n, np.int64)
+    at[order] = np.arange(n)
+    P = np.ascontiguousarray(P[:, order])
+    for row in (P_L, P_R):
+        P[row] = np.where(P[row] >= 0, at[np.maximum(P[row], 0)], -1)
+    return P, args[order]
+
+
 def _swap(which, lk, rk, x, y, gx, gy, lf, rf):
     """Exchange the left and right operands' fields of the instructions
     ``which`` (a mask or indices into ``lower``'s per-instruction arrays)."""
@@ -277,8 +316,10 @@ def _fuse(P, pos, case, lk, rk, x, y, gx, gy, lf, rf, w, wparam, skip):
     m = at[np.where(right, rpos, lpos)[right | left]]
     y[a], w[a], wparam[a] = y[m], x[m], lk[m] == PARAM  # acc + w * u; GY, rfirst stay m's
     u_input = rk[m] == INPUT
-    case[a] = np.where(u_input, FMA_IN, FMA_ROW)
-    skip[m] = np.where(u_input, SKIP_FWD | SKIP_BWD, SKIP_FWD)
+    takes = ~u_input & (m + 1 == a)  # FMA_RB: the add runs m's backward
+    gy[a[takes]], rf[a[takes]] = gy[m[takes]], rf[m[takes]]  # u's grad row, and whether m's is its first term
+    case[a] = np.where(u_input, FMA_IN, np.where(takes, FMA_RB, FMA_ROW))
+    skip[m] = np.where(u_input | takes, SKIP_FWD | SKIP_BWD, SKIP_FWD)
 
 
 # A replay runs a list of segments, each an int64 row of 4: the
@@ -348,7 +389,7 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                 o, case = code & 31, (code >> 13) & 7
                 if code & SKIP_FWD:
                     continue
-                if case == FMA_IN or case == FMA_ROW:
+                if case >= FMA_IN:  # FMA_IN, FMA_ROW, FMA_RB
                     w = F[DATA, shared[Q[i, Q_W]]]
                     for b in range(bn):
                         V[v, b] = V[x, b] + w * V[y, b]
@@ -396,12 +437,13 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                 passed = lk != ROW or gx == gp and lfirst  # the left operand's grad needs nothing
                 k1 = k2 = j1 = j2 = -1
                 f1 = f2 = 0
-                s1 = 1.0
-                if case == FMA_IN and (code >> 16) & 1 or case == MUL_SR and lk == PARAM:
+                s1 = s2 = 1.0
+                fused = case == FMA_IN or case == FMA_RB  # the add runs w * u's backward
+                if fused and (code >> 16) & 1 or case == MUL_SR and lk == PARAM:
                     # The hot shapes, an MLP's and a GPT's bulk: acc + w * u and w * u,
                     # u's row at Y, without the general decoding below; w's gradient
                     # is V[u] . G[gp].
-                    k = Q[i, Q_W] if case == FMA_IN else x
+                    k = Q[i, Q_W] if fused else x
                     s = _dot(V, y, G, gp, bn)
                     if r0 < 0:
                         F[GRAD, shared[k]] += s
@@ -409,9 +451,11 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                         A[r0, k] += s
                     if case == FMA_IN and passed or case == MUL_SR and rk != ROW:
                         continue
-                    # then the operand's grad row below: acc's (not handed on), or h's in w * h
-                    if case == FMA_IN:
+                    # then the operand rows below: acc's (not handed on) and u's, or h's in w * h
+                    if fused:
                         j1, f1 = gx, lfirst
+                        if case == FMA_RB:
+                            j2, f2, s2 = gy, rfirst, F[DATA, shared[k]]
                     else:
                         j1, f1, s1 = gy, rfirst, F[DATA, shared[x]]
                 # Each shape gives up to two operand rows, G[j] = or += s * G[gp] (=
@@ -425,16 +469,18 @@ def _pass(Q, C, F, shared, root, X, b0, bn, V, G, seed, A, out, segs):
                 elif case == MUL_SR:  # c * h
                     if rk == ROW:
                         j1, f1, s1 = gy, rfirst, F[DATA, shared[x]]
-                elif case == FMA_IN:  # acc + c * u, u an input
+                elif fused:  # acc + c * u
                     if lk == ROW:
                         j1, f1 = gx, lfirst
+                    if case == FMA_RB:
+                        j2, f2, s2 = gy, rfirst, F[DATA, shared[Q[i, Q_W]]]
                 elif case != GENERIC:  # ADD_RR, FMA_ROW
                     if lk == ROW:
                         j1, f1 = gx, lfirst
                     if rk == ROW:
                         j2, f2 = gy, rfirst
                 if case != GENERIC:
-                    for j, f, s in ((j1, f1, s1), (j2, f2, 1.0)):
+                    for j, f, s in ((j1, f1, s1), (j2, f2, s2)):
                         if j < 0 or j == gp and f:  # tape_rows handed the add's grad row on: in place already
                             continue
                         if f:
