@@ -203,10 +203,11 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # add's (``sink`` puts it there), so that in the backward pass, which runs
 # the add then m, nothing comes between them: u's grad row sees its
 # contributions in the order ``tape_rows`` planned, and m's instruction is
-# dropped. (In a split program m may end the last bin and the add start
-# the tail: the tail runs alone, so m's part runs there safely, and u's
-# row, a bin's, is no other node's meanwhile.) Otherwise (FMA_ROW) the
-# backward is the add's and then m's, as unfused.
+# dropped. (u's grad row is never the add's, whose row goes on to acc or
+# to m. In a split program m may end the last bin and the add start the
+# tail: the tail runs alone, so m's part runs there safely, and u's row, a
+# bin's, is no other node's meanwhile.) Otherwise (FMA_ROW) the backward is
+# the add's and then m's, as unfused.
 GENERIC, MUL_SR, ADD_RR, FMA_IN, FMA_ROW, FMA_RB = range(6)
 SKIP_FWD, SKIP_BWD = 1 << 17, 1 << 18
 
