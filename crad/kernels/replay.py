@@ -203,8 +203,10 @@ N_Q = 8  # 32 bytes: two instructions per cache line
 # add's (``sink`` puts it there), so that in the backward pass, which runs
 # the add then m, nothing comes between them: u's grad row sees its
 # contributions in the order ``tape_rows`` planned, and m's instruction is
-# dropped. (u's grad row is never the add's, whose row goes on to acc or
-# to m. In a split program m may end the last bin and the add start the
+# dropped. (u's grad row is the add's own only when u is acc, h + w * h,
+# the add's row handed on to h: then u's update runs in place, each element
+# read before it is written, after w's gradient has read the row. In a
+# split program m may end the last non-empty bin and the add start the
 # tail: the tail runs alone, so m's part runs there safely, and u's row, a
 # bin's, is no other node's meanwhile.) Otherwise (FMA_ROW) the backward is
 # the add's and then m's, as unfused.
