@@ -105,6 +105,11 @@ H_PLUS_H = {"params": [0.5], "inputs": [0.25], "root": "last", "batch": 1,
 @example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
           "steps": [("add", 0, 1, 1.0), ("rmul", 0, 0, 3.0), ("exp", 1, 0, 1.0), ("add", 0, 1, 1.0)]},
          [0.75, -1.5, 2.0] * 3)
+# h + p * h with h = x + p used by nothing else: the add hands its grad row
+# on to h, which is also the fused product's u, so u's update runs in place.
+@example({"params": [0.5], "inputs": [0.25], "root": "last", "batch": 3,
+          "steps": [("add", 0, 1, 1.0), ("fma", 0, 0, 1.0)]},
+         [0.75, -1.5, 2.0] * 3)
 def test_batch_equals_single_replays_and_rebuilt_graphs(prog, data):
     B, k = prog["batch"], len(prog["inputs"])
     X = np.array(data[: B * k]).reshape(B, k)
