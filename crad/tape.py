@@ -274,15 +274,17 @@ class Tape:
         F = self.arena.F
         m = self._compiled[0].shape[0]
         if T == 1:
-            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False), seed,
-                               _plain(m, -1), 1)
+            segs = _plain(m, -1)
+            return threads.run(K.tape_batch, F, *self._compiled, X, *self._scratch_for(B, 1, False, segs), seed,
+                               segs, 1)
         split = self._split_for(B, T)
         if split is not None:
             program, segs, scratch = split
             return self._pace.run(K.tape_split_parallel, K.tape_batch, lambda wide: (
                 F, *program, X, *scratch, seed, *((segs,) if wide else (segs.reshape(-1, 4), 1))), work)
+        segs = _plain(m)
         return self._pace.run(K.tape_batch_parallel, K.tape_batch, lambda wide: (
-            F, *self._compiled, X, *self._scratch_for(B, T, wide), seed, _plain(m), *(() if wide else (T,))), work)
+            F, *self._compiled, X, *self._scratch_for(B, T, wide, segs), seed, segs, *(() if wide else (T,))), work)
 
     def _split_for(self, B, T):
         """(program, segs, scratch) of the split program (``kernels.split``)
@@ -298,7 +300,7 @@ class Tape:
         if T not in self._split:
             self._split[T] = K.plan(self._P, self._args, T, stop)
         program, segs = self._split[T][:2]
-        return program, segs, self._scratch_for(B, T, "split")
+        return program, segs, self._scratch_for(B, T, "split", segs)
 
     def _stacked(self, arrays, B):
         """The inputs side by side, float64 (B, inputs' columns): a reused
@@ -311,12 +313,13 @@ class Tape:
         np.concatenate([v.reshape(B, -1) for v in arrays], axis=1, out=X)
         return X
 
-    def _scratch_for(self, B, T, wide):
+    def _scratch_for(self, B, T, wide, segs):
         """Value and grad rows, and T parts' parameter accumulators, for B
         samples in T chunks (wide = True: each chunk's rows, for T threads;
         False: one chunk's, for the chunks one after another), or (wide =
         "split") for the split program for T threads, kept for the next
-        such call."""
+        such call. segs: the segments they serve; when all of them add to
+        the grads directly, no accumulator."""
         key = (B, T, wide)
         if key not in self._scratch:
             nv, ng, nparams = self._rows
@@ -326,7 +329,7 @@ class Tape:
             lead = (T,) if wide is True else ()
             if len(self._scratch) > 4:  # batch sizes change rarely (the last batch of an epoch)
                 self._scratch.clear()
-            direct = wide is False and T == 1 or wide == "split" and self._split[T][1][0, 0, K.SEG_ROW] < 0
+            direct = (segs[..., K.SEG_ROW] < 0).all()
             A = np.empty((0, 0)) if direct else np.empty((T, nparams))  # direct: no accumulator (``_pass``)
             self._scratch[key] = np.empty(lead + (nv, c)), np.empty(lead + (ng, c)), A
         return self._scratch[key]
